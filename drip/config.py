@@ -1,0 +1,152 @@
+"""Settings: the only module that reads the environment.
+
+Every variable is read and checked once, at start; a bad value fails with a
+message naming the variable (STYLE habit 2). Secrets may come from ``NAME_FILE``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_VAR_DIR}/drip.sqlite3"
+    redis_url: str | None = None
+    base_url: str = "http://127.0.0.1:5000"
+    secret_key: str = ""
+    email_backend: str = "outbox"
+    outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_key: str | None = None
+    sendgrid_timeout: float = 10.0
+    send_rate: float = 0.0  # emails per second across all workers; 0 means unlimited
+    course_dir: Path = Path("course")
+    affiliate_url: str | None = None
+    day_seconds: int = 86400
+    tick_seconds: float = 60.0
+    admin_password: str | None = None
+    metrics_token: str | None = None
+    log_json: bool = False
+    var_dir: Path = DEFAULT_VAR_DIR
+    batch_size: int = 1000  # SendGrid takes at most 1000 personalizations per request
+    lease_seconds: int = 300  # how long a claimed delivery may stay "sending" before it is reclaimed
+    confirm_max_age_seconds: int = 7 * 86400
+    pending_expiry_seconds: int = 7 * 86400
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_demo_clock(self) -> bool:
+        """A short course day: send-hour rules fall away (DESIGN: DRIP_DAY_SECONDS)."""
+        return self.day_seconds != 86400
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    """A variable's value, or the contents of the file named by NAME_FILE."""
+    value = env.get(name)
+    if value not in (None, ""):
+        return value
+    file_name = env.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from exc
+    return None
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = _read(env, name) or default
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _secret_key(env: Mapping[str, str], var_dir: Path) -> str:
+    """DRIP_SECRET_KEY, or in development a key generated once into var/."""
+    configured = _read(env, "DRIP_SECRET_KEY")
+    if configured:
+        if len(configured) < 16:
+            raise ConfigError("DRIP_SECRET_KEY: use at least 16 random characters")
+        return configured
+    key_file = var_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    var_dir = Path(_read(env, "DRIP_VAR_DIR") or DEFAULT_VAR_DIR)
+    database_url = _read(env, "DRIP_DATABASE_URL") or f"sqlite:///{var_dir}/drip.sqlite3"
+    if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ConfigError(
+            f"DRIP_DATABASE_URL: expected sqlite:///PATH or postgresql://..., got {database_url!r}"
+        )
+    redis_url = _read(env, "DRIP_REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"DRIP_REDIS_URL: expected redis://HOST:PORT/DB, got {redis_url!r}")
+    api_key = _read(env, "SENDGRID_API_KEY")
+    backend = _read(env, "DRIP_EMAIL_BACKEND") or ("sendgrid" if api_key else "outbox")
+    if backend not in ("outbox", "sendgrid"):
+        raise ConfigError(f"DRIP_EMAIL_BACKEND: expected outbox or sendgrid, got {backend!r}")
+    if backend == "sendgrid" and not api_key:
+        raise ConfigError("SENDGRID_API_KEY: required when DRIP_EMAIL_BACKEND=sendgrid")
+    affiliate_url = _read(env, "DRIP_AFFILIATE_URL")
+    if affiliate_url is not None:
+        affiliate_url = _url(env, "DRIP_AFFILIATE_URL", "", ("https",))
+    send_rate = _read(env, "DRIP_SEND_RATE")
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        base_url=_url(env, "DRIP_BASE_URL", "http://127.0.0.1:5000", ("http", "https")),
+        secret_key=_secret_key(env, var_dir),
+        email_backend=backend,
+        outbox_dir=Path(_read(env, "DRIP_OUTBOX_DIR") or var_dir / "outbox"),
+        sendgrid_api_key=api_key,
+        sendgrid_host=_url(env, "DRIP_SENDGRID_HOST", "https://api.sendgrid.com", ("http", "https")),
+        sendgrid_webhook_key=_read(env, "DRIP_SENDGRID_WEBHOOK_KEY"),
+        send_rate=_positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0,
+        course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),
+        affiliate_url=affiliate_url,
+        day_seconds=_positive_number(env, "DRIP_DAY_SECONDS", 86400, int),
+        tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60.0, float),
+        admin_password=_read(env, "DRIP_ADMIN_PASSWORD"),
+        metrics_token=_read(env, "DRIP_METRICS_TOKEN"),
+        log_json=(_read(env, "DRIP_LOG_JSON") or "0") in ("1", "true", "yes"),
+        var_dir=var_dir,
+    )
