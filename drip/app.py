@@ -1,0 +1,46 @@
+"""The app factory: wiring only. Nothing here connects to Redis, the database or SendGrid."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from drip.celery_app import celery_init_app
+from drip.config import Settings, load_settings
+from drip.services import Clock, build_services
+
+MAX_REQUEST_BYTES = 64 * 1024  # a signup is a few hundred bytes; a 1 MB body is refused with 413
+
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.extensions["drip"] = build_services(settings, clock)
+    csrf.init_app(app)
+    celery_init_app(app, settings)
+    _register_blueprints(app, settings)
+    return app
+
+
+def _register_blueprints(app: Flask, settings: Settings) -> None:
+    from drip.web import api, errors, health, public
+
+    app.register_blueprint(public.blueprint)
+    app.register_blueprint(api.blueprint)
+    csrf.exempt(api.blueprint)
+    app.register_blueprint(health.blueprint)
+    errors.init_app(app)
+    if settings.email_backend == "outbox":
+        from drip.web import outbox
+
+        app.register_blueprint(outbox.blueprint)

@@ -1,0 +1,62 @@
+"""The double opt-in email: sent once per signup, carrying no promotion."""
+
+from __future__ import annotations
+
+from drip import emails
+from drip.mail.base import Batch, MailError, Recipient
+from drip.models import Consent, Subscriber, SubscriberStatus
+from drip.services import Services
+from drip.subscriptions import RESTARTABLE
+
+
+class ConfirmationNotSent(Exception):
+    """The mail backend failed for a retryable reason; the task tries again."""
+
+
+def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -> bool:
+    """Send the confirmation email if the signup still waits for one. True when sent."""
+    with services.database.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        consent = session.get(Consent, consent_id)
+        if (
+            subscriber is None
+            or consent is None
+            or consent.subscriber_id != subscriber_id
+            or consent.confirmed_at is not None
+            or subscriber.status not in RESTARTABLE
+            or not subscriber.email
+        ):
+            return False
+        email, first_name = subscriber.email, subscriber.first_name
+    course = services.course
+    rendered = emails.render_confirmation(course, services.settings.base_url)
+    values = emails.personal_values(
+        first_name=first_name,
+        unsubscribe_url=services.links.unsubscribe(subscriber_id),
+        confirm_url=services.links.confirm(subscriber_id, consent_id),
+    )
+    batch = Batch(
+        from_email=course.sender_email,
+        from_name=course.sender_name,
+        reply_to=course.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        recipients=(Recipient(key=f"c{consent_id}", email=email, name=first_name, substitutions=values),),
+        category="confirmation",
+    )
+    try:
+        services.mailer.send_batch(batch)
+    except MailError as exc:
+        if exc.retryable:
+            raise ConfirmationNotSent(str(exc)) from exc
+        return False
+    with services.database.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is not None:
+            subscriber.confirmation_sent_at = services.now()
+    return True
+
+
+def is_pending(subscriber: Subscriber) -> bool:
+    return subscriber.status == SubscriberStatus.PENDING.value

@@ -1,0 +1,1 @@
+"""Blueprints: public pages, the JSON API, health, the outbox viewer."""

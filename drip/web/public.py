@@ -1,0 +1,153 @@
+"""The pages a subscriber sees: landing and signup, confirm, unsubscribe, the CTA redirect."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from drip import subscriptions
+from drip import tokens as purposes
+from drip.app import csrf
+from drip.clicks import record_click
+from drip.models import Subscriber
+from drip.services import current_services
+from drip.tokens import InvalidToken
+from drip.validation import InvalidInput, clean_signup
+from drip.web.signup import ConfirmationQueueDown, sign_up
+
+blueprint = Blueprint("public", __name__)
+
+HONEYPOT_FIELD = "website"
+
+
+@blueprint.get("/")
+def landing() -> str:
+    return render_template("landing.html", course=current_services().course, errors={}, values={})
+
+
+@blueprint.post("/subscribe")
+def subscribe() -> Response | tuple[str, int]:
+    services = current_services()
+    form = request.form
+    if form.get(HONEYPOT_FIELD):
+        # A bot filled the hidden field: answer as if it worked, store nothing.
+        return redirect(url_for(".thanks"), code=303)
+    try:
+        signup = clean_signup(form.get("email"), form.get("first_name"), form.get("timezone"))
+    except InvalidInput as exc:
+        values = {"email": form.get("email", ""), "first_name": form.get("first_name", "")}
+        page = render_template(
+            "landing.html", course=services.course, errors={exc.field: exc.message}, values=values
+        )
+        return page, 400
+    try:
+        sign_up(services, signup, source="form:/")
+    except ConfirmationQueueDown:
+        return render_template("unavailable.html"), 503
+    return redirect(url_for(".thanks"), code=303)
+
+
+@blueprint.get("/thanks")
+def thanks() -> str:
+    return render_template("thanks.html", course=current_services().course)
+
+
+def _read_token(purpose: str, token: str) -> list[int]:
+    try:
+        return current_services().tokens.read(purpose, token)
+    except InvalidToken as exc:
+        abort(404, description=str(exc))
+
+
+@blueprint.get("/confirm/<token>")
+def confirm_page(token: str) -> str:
+    # GET changes nothing: mail scanners follow links (DESIGN: HTTP routes).
+    _read_token(purposes.CONFIRM, token)
+    return render_template("confirm.html", course=current_services().course, token=token)
+
+
+@blueprint.post("/confirm/<token>")
+def confirm(token: str) -> tuple[str, int] | str:
+    from drip.tasks import tick
+
+    subscriber_id, consent_id = _read_token(purposes.CONFIRM, token)[:2]
+    services = current_services()
+    with services.database.session() as session:
+        outcome = subscriptions.confirm(
+            session,
+            subscriber_id,
+            consent_id,
+            course_slug=services.course.slug,
+            now=services.now(),
+            ip=request.remote_addr or "",
+        )
+    if not outcome.confirmed:
+        return render_template("invalid_link.html"), 410
+    if outcome.newly_enrolled:
+        # Lesson 1 goes within seconds, not at the next scheduled tick.
+        _kick_tick(tick)
+    return render_template("confirmed.html", course=services.course)
+
+
+def _kick_tick(tick_task: object) -> None:
+    from kombu.exceptions import OperationalError
+
+    try:
+        tick_task.delay()  # type: ignore[attr-defined]
+    except OperationalError:
+        pass  # the periodic tick picks lesson 1 up: it is due in the database already
+
+
+@blueprint.get("/u/<token>")
+def unsubscribe_page(token: str) -> str:
+    _read_token(purposes.UNSUBSCRIBE, token)
+    return render_template("unsubscribe.html", course=current_services().course, token=token)
+
+
+@blueprint.post("/u/<token>")
+@csrf.exempt
+def unsubscribe(token: str) -> str:
+    """RFC 8058 one-click: no cookie, no CSRF token, no redirect; repeating it is harmless."""
+    (subscriber_id,) = _read_token(purposes.UNSUBSCRIBE, token)[:1]
+    services = current_services()
+    with services.database.session() as session:
+        subscriptions.unsubscribe(session, subscriber_id, now=services.now())
+    return render_template("unsubscribed.html", course=services.course)
+
+
+@blueprint.get("/p/<token>")
+def preferences(token: str) -> str:
+    (subscriber_id,) = _read_token(purposes.PREFERENCES, token)[:1]
+    services = current_services()
+    with services.database.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or not subscriber.email:
+            abort(404)
+        status = subscriber.status
+    unsubscribe_token = services.tokens.make(purposes.UNSUBSCRIBE, subscriber_id)
+    return render_template(
+        "preferences.html",
+        course=services.course,
+        status=status,
+        unsubscribe_token=unsubscribe_token,
+    )
+
+
+@blueprint.route("/r/<token>", methods=["GET", "HEAD"])
+def click(token: str) -> Response:
+    """Tracked call to action: always to the course's affiliate URL, never to one from the request."""
+    services = current_services()
+    try:
+        (delivery_id,) = services.tokens.read(purposes.CLICK, token)[:1]
+    except (InvalidToken, ValueError):
+        # A forged or mangled link still reaches the offer; it just is not counted.
+        return redirect(services.course.cta.url, code=302)
+    with services.database.session() as session:
+        record_click(
+            session,
+            delivery_id,
+            now=services.now(),
+            method=request.method,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    return redirect(services.course.cta.url, code=302)
