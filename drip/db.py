@@ -49,7 +49,8 @@ class Database:
         self.url = normalize_url(url)
         if self.is_sqlite:
             self._ensure_sqlite_dir()
-            engine_options.setdefault("connect_args", {"timeout": 30})
+            # Workers run in threads in tests and in-process tools: a connection may change thread.
+            engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         else:
             engine_options.setdefault("pool_pre_ping", True)
         self.engine = create_engine(self.url, **engine_options)

@@ -8,11 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
+from flask import current_app
 
 from drip import confirmations, dispatch, housekeeping, sending
 from drip.services import current_services
 
 log = logging.getLogger(__name__)
+
+
+def enqueue(task_name: str, *args: Any) -> None:
+    """Queue a task on this Flask app's own Celery app (tests run more than one app)."""
+    current_app.extensions["celery"].send_task(task_name, args=list(args))
 
 
 @shared_task(name="drip.tick")
@@ -33,7 +39,7 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
         day_seconds=settings.day_seconds,
         lease_seconds=settings.lease_seconds,
         batch_size=settings.batch_size,
-        enqueue=lambda ids: send_batch.delay(ids),
+        enqueue=lambda ids: enqueue("drip.send_batch", ids),
     )
     if report.materialized or report.dispatched:
         log.info(

@@ -68,8 +68,6 @@ def confirm_page(token: str) -> str:
 
 @blueprint.post("/confirm/<token>")
 def confirm(token: str) -> tuple[str, int] | str:
-    from drip.tasks import tick
-
     subscriber_id, consent_id = _read_token(purposes.CONFIRM, token)[:2]
     services = current_services()
     with services.database.session() as session:
@@ -85,15 +83,17 @@ def confirm(token: str) -> tuple[str, int] | str:
         return render_template("invalid_link.html"), 410
     if outcome.newly_enrolled:
         # Lesson 1 goes within seconds, not at the next scheduled tick.
-        _kick_tick(tick)
+        _kick_tick()
     return render_template("confirmed.html", course=services.course)
 
 
-def _kick_tick(tick_task: object) -> None:
+def _kick_tick() -> None:
     from kombu.exceptions import OperationalError
 
+    from drip.tasks import enqueue
+
     try:
-        tick_task.delay()  # type: ignore[attr-defined]
+        enqueue("drip.tick")
     except OperationalError:
         pass  # the periodic tick picks lesson 1 up: it is due in the database already
 

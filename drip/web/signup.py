@@ -31,7 +31,7 @@ def consent_context(services: Services, source: str) -> ConsentContext:
 
 def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutcome:
     """Store the signup, then (after commit) queue the confirmation email."""
-    from drip.tasks import send_confirmation
+    from drip.tasks import enqueue
 
     with services.database.session() as session:
         outcome = subscribe(
@@ -43,7 +43,7 @@ def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutco
         )
     if outcome.subscriber_id is not None and outcome.consent_id is not None:
         try:
-            send_confirmation.delay(outcome.subscriber_id, outcome.consent_id)
+            enqueue("drip.send_confirmation", outcome.subscriber_id, outcome.consent_id)
         except OperationalError as exc:
             log.error("confirmation not queued for subscriber %s: %s", outcome.subscriber_id, exc)
             raise ConfirmationQueueDown() from exc

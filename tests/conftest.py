@@ -1,0 +1,195 @@
+"""Fixtures: a real database (SQLite and PostgreSQL), a real Redis, a real Celery worker.
+
+Time is a parameter: the app gets a FakeClock that tests move forward, so ten
+course days pass in milliseconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from celery.contrib.testing.worker import start_worker
+from flask import Flask
+from sqlalchemy import text
+
+from drip.app import create_app
+from drip.config import Settings
+from drip.db import Database
+from drip.migrate import upgrade
+from drip.models import Base
+from drip.services import Services
+from tests import services as real
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE_DIR = ROOT / "course"
+# One Redis database per backend, so a SQLite run and a PostgreSQL run never share a queue.
+REDIS_DB = {"sqlite": 11, "postgresql": 12}
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def set(self, moment: datetime) -> None:
+        self.current = moment
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not real.redis_available():
+        real.missing(f"Redis at {real.REDIS_URL}")
+    return real.REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not real.postgres_available():
+        real.missing(f"PostgreSQL at {real.POSTGRES_URL}")
+    name = f"drip_test_{secrets.token_hex(4)}"
+    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = real.POSTGRES_URL.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url_for(backend: str, request: pytest.FixtureRequest, tmp_dir: Path) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_database_url"))
+    return f"sqlite:///{tmp_dir}/drip.sqlite3"
+
+
+def clear_tables(database: Database) -> None:
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as connection:
+        if database.is_sqlite:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+        else:
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+def make_settings(backend: str, database_url: str, redis_url: str, var_dir: Path, **over: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": f"{redis_url}/{REDIS_DB[backend]}",
+        "base_url": "https://drip.test",
+        "secret_key": "test-secret-key-0123456789abcdef",
+        "email_backend": "outbox",
+        "outbox_dir": var_dir / "outbox",
+        "course_dir": COURSE_DIR,
+        "var_dir": var_dir,
+    }
+    values.update(over)
+    return Settings(**values)
+
+
+@dataclass
+class Stack:
+    """One running drip: the Flask app, its services, the fake clock and a real worker."""
+
+    app: Flask
+    services: Services
+    clock: FakeClock
+    backend: str
+
+    @property
+    def client(self) -> Any:
+        return self.app.test_client()
+
+    @property
+    def outbox(self) -> Path:
+        return self.services.settings.outbox_dir
+
+    def tick(self) -> Any:
+        from drip.tasks import run_tick_now
+
+        with self.app.app_context():
+            return run_tick_now(self.clock())
+
+    def session(self) -> Any:
+        return self.services.database.session()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def stack_factory(
+    backend: str, redis_url: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Stack]]:
+    """Builds the app once per module and backend, with a real in-process Celery worker."""
+    import redis
+
+    var_dir = tmp_path_factory.mktemp(f"var-{backend}")
+    database_url = database_url_for(backend, request, var_dir)
+    built: dict[str, Any] = {}
+
+    def factory(**overrides: Any) -> Stack:
+        if "stack" in built:
+            return built["stack"]
+        settings = make_settings(backend, database_url, redis_url, var_dir, **overrides)
+        client = redis.Redis.from_url(settings.redis_url)
+        client.flushdb()
+        client.close()
+        clock = FakeClock(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
+        app = create_app(settings, clock=clock)
+        services: Services = app.extensions["drip"]
+        upgrade(services.database)
+        worker = start_worker(
+            app.extensions["celery"],
+            pool="solo",
+            perform_ping_check=False,
+            shutdown_timeout=30,
+            loglevel="WARNING",
+        )
+        worker.__enter__()
+        built["worker"] = worker
+        built["stack"] = Stack(app, services, clock, backend)
+        return built["stack"]
+
+    yield factory
+    if "worker" in built:
+        built["worker"].__exit__(None, None, None)
+        built["stack"].services.database.dispose()
+
+
+@pytest.fixture()
+def stack(stack_factory: Callable[..., Stack]) -> Iterator[Stack]:
+    current = stack_factory()
+    clear_tables(current.services.database)
+    for path in current.outbox.glob("*.eml") if current.outbox.exists() else []:
+        path.unlink()
+    current.clock.set(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
+    yield current
