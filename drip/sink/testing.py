@@ -53,7 +53,9 @@ class WebhookReceiver:
         self.status = status
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
