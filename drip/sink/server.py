@@ -44,7 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PUT")
 
     def _dispatch(self, method: str) -> None:
-        size = int(self.headers.get("Content-Length") or 0)
+        size = self._content_length()
+        if size is None:
+            self.close_connection = True  # we cannot tell where the next request starts
+            self._send(answers.error(400, "Bad Request"))
+            return
         body = self._read_body(size)
         path = self.path.split("?", 1)[0]
         state = self.server.state
@@ -56,12 +60,26 @@ class _Handler(BaseHTTPRequestHandler):
             answer = answers.error(404, "resource not found")
         self._send(answer)
 
+    def _content_length(self) -> int | None:
+        """The declared body size; None when it is missing-but-chunked or not a number."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return None
+        value = self.headers.get("Content-Length") or "0"
+        return int(value) if value.isdigit() else None
+
     def _read_body(self, size: int) -> bytes:
-        """Read the whole body, so the connection stays usable; drop it if it is too large."""
+        """Read the whole body, even one too large to keep, so the client sees our answer.
+
+        Closing with unread bytes would reset the connection and the client
+        would get a network error instead of the 413.
+        """
         if size <= mailsend.MAX_BODY_BYTES:
             return self.rfile.read(size)
         while size > 0:
-            size -= len(self.rfile.read(min(size, _CHUNK)) or b"x" * size)
+            chunk = self.rfile.read(min(size, _CHUNK))
+            if not chunk:
+                break  # the client gave up
+            size -= len(chunk)
         return b""
 
     def _send(self, answer: Answer) -> None:
@@ -76,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.body:
             self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(answer.body)
 

@@ -176,3 +176,19 @@ def test_it_keeps_the_connection_alive_between_requests(sink: Sink) -> None:
         connection.close()
 
     assert statuses == [202, 202, 202]
+
+
+def test_a_request_without_a_usable_length_gets_400_and_a_closed_connection(sink: Sink) -> None:
+    host, port = sink.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.putrequest("POST", "/v3/mail/send")
+        connection.putheader("Content-Length", "twelve")
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+
+    assert response.status == 400
+    assert response.will_close
