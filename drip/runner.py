@@ -32,10 +32,10 @@ def child_commands(settings: Settings, host: str, port: int) -> dict[str, list[s
     return {
         "web": [python, "-m", "gunicorn", "--workers", "2", "--threads", "4",
                 "--bind", f"{host}:{port}", "--access-logfile", "-", "drip.wsgi:app"],
-        "worker": [python, "-m", "celery", "-A", "drip.worker", "worker",
+        "worker": [python, "-m", "celery", "-A", "drip.worker:celery", "worker",
                    "--loglevel", "INFO", "--concurrency", "2", "--without-gossip",
                    "--without-mingle"],
-        "scheduler": [python, "-m", "celery", "-A", "drip.worker", "beat", "--loglevel", "INFO",
+        "scheduler": [python, "-m", "celery", "-A", "drip.worker:celery", "beat", "--loglevel", "INFO",
                       "--schedule", str(settings.var_dir / "celerybeat-schedule")],
     }  # fmt: skip
 

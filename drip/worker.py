@@ -1,4 +1,4 @@
-"""Entry point for `celery -A drip.worker` (celery cannot call an app factory itself)."""
+"""Entry point for `celery -A drip.worker:celery` (celery cannot call an app factory itself)."""
 
 from drip import create_app
 
