@@ -75,8 +75,9 @@ def _public_key(state: SinkState, data: Any) -> Answer:
 
 
 def _events(state: SinkState, data: Any) -> Answer:
-    url = data.get("url") if isinstance(data, dict) else None
-    url = url or state.webhook_url
+    if not isinstance(data, dict):
+        raise events.EventSpecError('send {"events": [...], "url": optional}')
+    url = data.get("url") or state.webhook_url
     if not url:
         return answers.as_json(
             400, {"error": "no webhook URL: start the sink with one or send url"}

@@ -177,17 +177,22 @@ def _from_spec(spec: Any, records: list[dict[str, Any]], now: float) -> list[Eve
 
 
 def _targets(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[Target]:
+    for key in ("where", "custom_args"):
+        if not isinstance(spec.get(key, {}), dict):
+            raise EventSpecError(f"{key} must be an object of custom args: {spec}")
     if not any(key in spec for key in SELECTORS):
-        if not isinstance(spec.get("email"), str):
-            raise EventSpecError(
-                f"say whom the event is for (where, to, message_id or email): {spec}"
-            )
-        args = {k: str(v) for k, v in (spec.get("custom_args") or {}).items()}
-        return [Target(spec["email"], spec.get("sg_message_id"), args)]
+        return [_named_target(spec)]
     matches = [Target.of(record) for record in records if _matches(spec, record)]
     if not matches:
         raise EventSpecError(f"no recorded message matches {spec} (is recording on?)")
     return matches
+
+
+def _named_target(spec: dict[str, Any]) -> Target:
+    if not isinstance(spec.get("email"), str):
+        raise EventSpecError(f"say whom the event is for (where, to, message_id or email): {spec}")
+    args = {k: str(v) for k, v in (spec.get("custom_args") or {}).items()}
+    return Target(spec["email"], spec.get("sg_message_id"), args)
 
 
 def _matches(spec: dict[str, Any], record: dict[str, Any]) -> bool:

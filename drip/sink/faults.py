@@ -134,9 +134,11 @@ def parse_rule(data: Any, now: float, index: int = 0) -> Rule:
         drop=data.get("drop", False) is True,
         share=_share(data, where),
         remaining=_count(data, "next", where),
-        limit=_count(data, "limit", where) or 600,
-        reset_in=_count(data, "reset_in", where) or 1,
     )
+    for key in ("limit", "reset_in"):  # the 429's headers; the defaults stay unless given
+        value = _count(data, key, where)
+        if value is not None:
+            setattr(rule, key, value)
     if rule.status is not None and rule.status not in STATUSES:
         raise PlanError(f"{where}: status must be one of {sorted(STATUSES)}")
     if rule.status is None and not rule.drop and not rule.delay:

@@ -155,7 +155,9 @@ class Sink:
             if webhook_key_path
             else WebhookSigner.generate()
         )
-        self.state = SinkState(signer, api_key, webhook_url, record, clock)
+        self.state = SinkState(
+            signer, api_key=api_key, webhook_url=webhook_url, recording=record, clock=clock
+        )
         if faults:
             self.set_faults(faults)
         self._address = (host, port)
@@ -234,14 +236,16 @@ class Sink:
         """Sign and POST built events (see ``drip.sink.events``); return the HTTP status."""
         return events.post_events(url, events_, self.state.signer, self.state.clock())
 
-    def send_events(self, specs: list[dict[str, Any]], url: str | None = None) -> list[dict]:
-        """Build events from specs, as ``POST /__sink/events`` does, and post them."""
+    def send_events(
+        self, specs: list[dict[str, Any]], url: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Build events from specs as ``POST /__sink/events`` does, post them; return
+        the receiver's HTTP status and the events sent."""
         target = url or self.state.webhook_url
         if not target:
             raise ValueError("no webhook URL: pass url or start the sink with webhook_url")
         built = events.from_specs(specs, self.messages, self.state.clock())
-        self.post_events(target, built)
-        return built
+        return self.post_events(target, built), built
 
 
 def serve(

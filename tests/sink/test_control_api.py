@@ -136,3 +136,22 @@ def test_events_without_a_webhook_url_are_refused() -> None:
 
 def test_an_unknown_control_route_is_404(sink: Sink) -> None:
     assert control(sink.url, "GET", "nothing-here")[0] == 404
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        ["not", "an", "object"],
+        {"events": "delivered"},
+        {"events": [{"event": "delivered", "where": "delivery_id=1"}]},
+        {"events": [{"event": "teleported", "email": "a@example.com"}]},
+        {"events": [{"event": "click", "email": "a@example.com", "colour": "red"}]},
+    ],
+)
+def test_a_malformed_events_request_is_refused_with_the_reason(
+    sink: Sink, request_body: object
+) -> None:
+    status, answer = control(sink.url, "POST", "events", request_body)
+
+    assert status == 400
+    assert answer["error"]

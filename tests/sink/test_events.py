@@ -126,8 +126,11 @@ def test_it_sends_an_event_for_the_recorded_message_matching_custom_args(
 ) -> None:
     message_id = send(sink, recipients=20)
 
-    sink.send_events([{"event": "bounce", "where": {"delivery_id": 17}, "type": "blocked"}])
+    status, _ = sink.send_events(
+        [{"event": "bounce", "where": {"delivery_id": 17}, "type": "blocked"}]
+    )
 
+    assert status == 200
     ((headers, body),) = receiver.requests
     assert verified(sink, headers, body)
     (event,) = json.loads(body)
