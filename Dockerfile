@@ -1,0 +1,11 @@
+# One image for web, worker and beat; docker-compose.yml picks the command.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY drip ./drip
+COPY course ./course
+RUN pip install --no-cache-dir . && useradd --create-home drip && mkdir -p /app/var && chown drip /app/var
+USER drip
+EXPOSE 5000
+CMD ["gunicorn", "--workers", "4", "--bind", "0.0.0.0:5000", "drip.wsgi:app"]
