@@ -89,7 +89,6 @@ CUSTOM_ARGS_TOO_BIG = (
     "custom_args (a personalization's merged over the message's) must total less than 10000 "
     "bytes; these total {n} bytes."
 )
-NOT_A_STRING = "Invalid type. Expected: string, given: {kind}."
 SUBSTITUTIONS_TOO_BIG = (
     "The substitutions of a personalization may total at most 10000 bytes; these total {n} bytes."
 )
@@ -100,7 +99,7 @@ RESERVED_HEADER = (
     "Reply-To, CC, BCC."
 )
 SEND_AT_TOO_LATE = "The send_at parameter cannot be scheduled more than 72 hours in advance."
-NOT_AN_OBJECT = "Invalid type. Expected: object, given: {kind}."
+WRONG_TYPE = "Invalid type. Expected: {expected}, given: {kind}."
 
 
 def is_email(value: Any) -> bool:
@@ -153,6 +152,15 @@ class _Check:
 
     def problem(self, message: str, field: str, anchor: str | None = None) -> None:
         self.out.problems.append(error_entry(message, field, HELP + (anchor or field)))
+
+    def wrong_type(self, expected: str, value: Any, field: str, anchor: str) -> None:
+        self.problem(WRONG_TYPE.format(expected=expected, kind=_kind(value)), field, anchor)
+
+    def strings_only(self, mapping: dict[str, Any], path: str, anchor: str) -> None:
+        """SendGrid takes only string values in custom_args, substitutions and headers."""
+        for key, value in mapping.items():
+            if not isinstance(value, str):
+                self.wrong_type("string", value, f"{path}.{key}", anchor)
 
     def run(self) -> None:
         body = self.body
@@ -216,25 +224,30 @@ class _Check:
         if categories is None:
             return
         if not isinstance(categories, list):
-            self.problem(NOT_AN_OBJECT.format(kind=_kind(categories)), "categories")
-        elif len(categories) > MAX_CATEGORIES:
+            self.wrong_type("array", categories, "categories", "categories")
+            return
+        if len(categories) > MAX_CATEGORIES:
             self.problem(TOO_MANY_CATEGORIES, "categories")
+        for i, category in enumerate(categories):
+            if not isinstance(category, str):
+                self.wrong_type("string", category, f"categories.{i}", "categories")
 
     def _headers(self, headers: Any, path: str) -> None:
         if headers is None:
             return
         if not isinstance(headers, dict):
-            self.problem(NOT_AN_OBJECT.format(kind=_kind(headers)), path, "headers")
+            self.wrong_type("object", headers, path, "headers")
             return
         for name in headers:
             if name.lower() in RESERVED_HEADERS:
                 self.problem(RESERVED_HEADER.format(name=name), f"{path}.{name}", "headers")
+        self.strings_only(headers, path, "headers")
 
     def _send_at(self, send_at: Any, path: str) -> None:
         if send_at is None:
             return
         if not isinstance(send_at, int) or isinstance(send_at, bool):
-            self.problem(NOT_AN_OBJECT.format(kind=_kind(send_at)), path, "send_at")
+            self.wrong_type("integer", send_at, path, "send_at")
         elif send_at > self.now + MAX_SEND_AHEAD:
             self.problem(SEND_AT_TOO_LATE, path, "send_at")
 
@@ -243,11 +256,9 @@ class _Check:
         if args is None:
             return {}
         if not isinstance(args, dict):
-            self.problem(NOT_AN_OBJECT.format(kind=_kind(args)), path, "custom_args")
+            self.wrong_type("object", args, path, "custom_args")
             return {}
-        for key, value in args.items():
-            if not isinstance(value, str):
-                self.problem(NOT_A_STRING.format(kind=_kind(value)), f"{path}.{key}", "custom_args")
+        self.strings_only(args, path, "custom_args")
         return args
 
     def _personalizations(self, items: Any) -> bool:
@@ -263,7 +274,7 @@ class _Check:
         every_has_subject = True
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                self.problem(NOT_AN_OBJECT.format(kind=_kind(item)), f"personalizations.{i}")
+                self.wrong_type("object", item, f"personalizations.{i}", "personalizations")
                 continue
             every_has_subject = self._personalization(i, item) and every_has_subject
         if len(self.out.addresses) > MAX_RECIPIENTS:
@@ -291,8 +302,7 @@ class _Check:
     def _recipients(self, i: int, kind: str, recipients: Any, mine: set[str]) -> None:
         """Check to, cc or bcc of personalization ``i``; ``mine`` holds its addresses so far."""
         if not isinstance(recipients, list):
-            message = NOT_AN_OBJECT.format(kind=_kind(recipients))
-            self.problem(message, f"personalizations.{i}.{kind}", "personalizations")
+            self.wrong_type("array", recipients, f"personalizations.{i}.{kind}", "personalizations")
             return
         addresses = self.out.addresses
         for j, recipient in enumerate(recipients):
@@ -314,8 +324,9 @@ class _Check:
 
     def _substitutions(self, subs: Any, path: str) -> None:
         if not isinstance(subs, dict):
-            self.problem(NOT_AN_OBJECT.format(kind=_kind(subs)), path, "substitutions")
+            self.wrong_type("object", subs, path, "substitutions")
             return
+        self.strings_only(subs, path, "substitutions")
         size = _size(subs, SUBSTITUTIONS_LIMIT)
         if size > SUBSTITUTIONS_LIMIT:
             self.problem(SUBSTITUTIONS_TOO_BIG.format(n=size), path, "substitutions")

@@ -81,6 +81,14 @@ RULES: dict[str, tuple[Callable[[Body], Any], list[str]]] = {
         lambda b: first(b).update(custom_args={"delivery_id": 17}),
         ["personalizations.0.custom_args.delivery_id"],
     ),
+    "a substitution value that is no string": (
+        lambda b: first(b).update(substitutions={"%%name%%": 3}),
+        ["personalizations.0.substitutions.%%name%%"],
+    ),
+    "a send_at that is no timestamp": (
+        lambda b: first(b).update(send_at="tomorrow"),
+        ["personalizations.0.send_at"],
+    ),
     "11 categories": (
         lambda b: b.update(categories=[f"c{i}" for i in range(11)]),
         ["categories"],
