@@ -84,8 +84,8 @@ def render_lesson(course: Course, lesson: Lesson, base_url: str) -> RenderedEmai
 
 def render_confirmation(course: Course, base_url: str) -> RenderedEmail:
     """The double opt-in email: what they asked for, one button, and no promotion."""
-    subject = f"Please confirm: {course.title}"
-    preheader = "One click and lesson 1 is on its way. No click, no more email."
+    subject = "Please confirm your free email course"
+    preheader = f"One click and lesson 1 of {course.title} is on its way. No click, no more email."
     context = _context(course, base_url, subject, preheader) | {
         "subscribed": False,
         "cta": None,

@@ -148,7 +148,10 @@ def _replace(file: str, old: str, new: str) -> Callable[[Path], None]:
 
 
 def _write(file: str, text: str) -> Callable[[Path], None]:
-    return lambda course: (course / file).write_text(text, encoding="utf-8")
+    def edit(course: Path) -> None:
+        (course / file).write_text(text, encoding="utf-8")
+
+    return edit
 
 
 def _delete(file: str) -> Callable[[Path], None]:

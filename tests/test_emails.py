@@ -263,6 +263,8 @@ def test_markdown_becomes_plain_text() -> None:
 def test_confirmation_asks_for_one_click_and_promotes_nothing(course: Course) -> None:
     rendered = emails.render_confirmation(course, BASE_URL)
 
+    assert rendered.subject == "Please confirm your free email course"
+    assert course.title in rendered.preheader
     assert f'href="{emails.CONFIRM_URL}"' in rendered.html
     assert f"Yes, send me the course: {emails.CONFIRM_URL}" in rendered.text
     for part in (rendered.html, rendered.text):
