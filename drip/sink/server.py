@@ -268,7 +268,11 @@ def serve(
         record=record,
         faults=faults,
     )
-    sink.start()
+    try:
+        sink.start()
+    except OSError as exc:
+        problem = f"cannot listen on {host}:{port} ({exc.strerror})"
+        raise SystemExit(f"{problem}: pick another port") from None
     print(f"SendGrid sink on {sink.url} (control API under {sink.url}/__sink/)", flush=True)
     print(f"Event webhook public key: {sink.public_key_b64}", flush=True)
     try:
