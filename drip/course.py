@@ -213,7 +213,7 @@ class _Fields:
         return tuple(item.strip() for item in value)
 
     def reject_unknown(self, known: set[str]) -> None:
-        for key in self.data.keys() - known:
+        for key in sorted(self.data.keys() - known):
             self.problem(key, f'unknown key "{self._name(key)}": check its spelling')
 
     def problem(self, key: str | None, message: str) -> None:
