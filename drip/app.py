@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_wtf.csrf import CSRFProtect
 
 from drip.celery_app import celery_init_app
 from drip.config import Settings, load_settings
+from drip.extensions import csrf
 from drip.services import Clock, build_services
 
 MAX_REQUEST_BYTES = 64 * 1024  # a signup is a few hundred bytes; a 1 MB body is refused with 413
-
-csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:

@@ -17,6 +17,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": broker,
         "task_ignore_result": True,
+        "task_default_queue": settings.task_queue,
         "result_backend": None,
         # Send tasks claim their rows before acting, so running one twice is
         # harmless; acks_late then means a killed worker loses nothing
@@ -48,7 +49,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)

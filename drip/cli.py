@@ -37,7 +37,9 @@ def run(host: str, port: int) -> None:
     try:
         load_course(settings.course_dir, affiliate_url=settings.affiliate_url)
     except CourseError as exc:
-        raise click.ClickException(f"the course in {settings.course_dir} has problems:\n{exc}")
+        raise click.ClickException(
+            f"the course in {settings.course_dir} has problems:\n{exc}"
+        ) from None
     if not _port_free(host, port):
         hint = f"another program uses {host}:{port}; stop it or pass --port {free_port()}"
         raise click.ClickException(hint)

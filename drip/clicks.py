@@ -19,7 +19,9 @@ SCANNER_AGENTS = re.compile(
 )
 
 
-def looks_like_scanner(method: str, user_agent: str, sent_at: datetime | None, now: datetime) -> bool:
+def looks_like_scanner(
+    method: str, user_agent: str, sent_at: datetime | None, now: datetime
+) -> bool:
     if method == "HEAD" or not user_agent or SCANNER_AGENTS.search(user_agent):
         return True
     return sent_at is not None and now - sent_at < SCANNER_WINDOW

@@ -43,7 +43,10 @@ class Settings:
     log_json: bool = False
     var_dir: Path = DEFAULT_VAR_DIR
     batch_size: int = 1000  # SendGrid takes at most 1000 personalizations per request
-    lease_seconds: int = 300  # how long a claimed delivery may stay "sending" before it is reclaimed
+    # How long a claimed delivery may stay "sending" before it is reclaimed.
+    lease_seconds: int = 300
+    # Tests give each run its own queue, so two runs on one Redis never take each other's work.
+    task_queue: str = "drip"
     confirm_max_age_seconds: int = 7 * 86400
     pending_expiry_seconds: int = 7 * 86400
     extra: dict[str, Any] = field(default_factory=dict)
@@ -138,7 +141,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         email_backend=backend,
         outbox_dir=Path(_read(env, "DRIP_OUTBOX_DIR") or var_dir / "outbox"),
         sendgrid_api_key=api_key,
-        sendgrid_host=_url(env, "DRIP_SENDGRID_HOST", "https://api.sendgrid.com", ("http", "https")),
+        sendgrid_host=_url(
+            env, "DRIP_SENDGRID_HOST", "https://api.sendgrid.com", ("http", "https")
+        ),
         sendgrid_webhook_key=_read(env, "DRIP_SENDGRID_WEBHOOK_KEY"),
         send_rate=_positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0,
         course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),

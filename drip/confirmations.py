@@ -42,7 +42,9 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,
-        recipients=(Recipient(key=f"c{consent_id}", email=email, name=first_name, substitutions=values),),
+        recipients=(
+            Recipient(key=f"c{consent_id}", email=email, name=first_name, substitutions=values),
+        ),
         category="confirmation",
     )
     try:

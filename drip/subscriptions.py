@@ -54,7 +54,9 @@ def email_hash(secret_key: str, email: str) -> str:
 
 def is_suppressed(session: Session, secret_key: str, email: str) -> bool:
     digest = email_hash(secret_key, email)
-    return session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
+    return (
+        session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
+    )
 
 
 def subscribe(

@@ -2,5 +2,7 @@
 
 import sys
 
-if sys.version_info < (3, 11):
-    sys.exit(f"drip needs Python 3.11 or newer; this is {sys.version.split()[0]} (set PYTHON=python3.11)")
+if sys.version_info < (3, 11):  # noqa: UP036 - this script runs on any Python
+    sys.exit(
+        f"drip needs Python 3.11 or newer; this is {sys.version.split()[0]} (set PYTHON=python3.11)"
+    )

@@ -98,7 +98,9 @@ def clear_tables(database: Database) -> None:
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
 
 
-def make_settings(backend: str, database_url: str, redis_url: str, var_dir: Path, **over: Any) -> Settings:
+def make_settings(
+    backend: str, database_url: str, redis_url: str, var_dir: Path, **over: Any
+) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "redis_url": f"{redis_url}/{REDIS_DB[backend]}",
@@ -108,6 +110,7 @@ def make_settings(backend: str, database_url: str, redis_url: str, var_dir: Path
         "outbox_dir": var_dir / "outbox",
         "course_dir": COURSE_DIR,
         "var_dir": var_dir,
+        "task_queue": f"drip-test-{secrets.token_hex(4)}",
     }
     values.update(over)
     return Settings(**values)
@@ -147,7 +150,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def stack_factory(
-    backend: str, redis_url: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    redis_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Stack]]:
     """Builds the app once per module and backend, with a real in-process Celery worker."""
     import redis

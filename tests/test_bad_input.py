@@ -86,7 +86,8 @@ def test_form_refuses_an_unknown_time_zone(stack: Stack) -> None:
     client = stack.client
     token = csrf_token(client.get("/").get_data(as_text=True))
     answer = client.post(
-        "/subscribe", data={"email": "tz@example.com", "timezone": "Nowhere/Else", "csrf_token": token}
+        "/subscribe",
+        data={"email": "tz@example.com", "timezone": "Nowhere/Else", "csrf_token": token},
     )
     assert answer.status_code == 400
     assert "Time zone:" in answer.get_data(as_text=True)

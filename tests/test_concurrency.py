@@ -67,9 +67,7 @@ def test_two_ticks_at_once_send_nothing_twice(stack: Stack) -> None:
 
     def all_sent() -> bool:
         with stack.session() as session:
-            return session.scalar(
-                select(func.count()).where(Delivery.status == "sent")
-            ) == 60
+            return session.scalar(select(func.count()).where(Delivery.status == "sent")) == 60
 
     wait_until(all_sent)
     with stack.session() as session:
@@ -92,7 +90,11 @@ def test_two_workers_sending_the_same_batch_send_it_once(stack: Stack) -> None:
 
     def send() -> None:
         send_batch(
-            services.database, services.course, services.mailer, services.links, batch,
+            services.database,
+            services.course,
+            services.mailer,
+            services.links,
+            batch,
             lease_seconds=300,
         )
 
@@ -105,7 +107,9 @@ def test_a_crashed_send_is_reclaimed_after_its_lease_and_flagged(stack: Stack) -
     services = stack.services
     now = stack.clock()
     materialize_due(services.database, services.course, now=now, day_seconds=86400)
-    claim_for_dispatch(services.database, services.course, now=now, lease_seconds=300, batch_size=1000)
+    claim_for_dispatch(
+        services.database, services.course, now=now, lease_seconds=300, batch_size=1000
+    )
     # A worker claimed the rows and died before recording anything.
     with stack.session() as session:
         for delivery in session.scalars(select(Delivery)):

@@ -1,4 +1,4 @@
-"""The ten-day walk: sign up, confirm, and get one lesson a day at the send hour, on both databases."""
+"""The ten-day walk: sign up, confirm, get one lesson a day at the send hour, on both databases."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def lessons_for(stack: Stack, email: str) -> list[str]:
     return [str(m["Subject"]) for m in messages(stack.outbox, to=email)[1:]]
 
 
-def walk_hours(stack: Stack, hours: int, on_new_lesson: list[tuple[int, datetime]], email: str) -> None:
+def walk_hours(
+    stack: Stack, hours: int, on_new_lesson: list[tuple[int, datetime]], email: str
+) -> None:
     for _ in range(hours):
         now = stack.clock.advance(hours=1)
         report = stack.tick()

@@ -38,7 +38,9 @@ def create_subscriber() -> tuple[Response, int]:
     try:
         sign_up(current_services(), signup, source="api")
     except ConfirmationQueueDown:
-        return error(503, None, "signup saved, but the confirmation email could not be queued; retry")
+        return error(
+            503, None, "signup saved, but the confirmation email could not be queued; retry"
+        )
     # The same answer whether the address is new, pending or already active:
     # the API must not tell who is subscribed.
     return jsonify({"status": "pending_confirmation", "message": ACCEPTED_MESSAGE}), 202

@@ -38,11 +38,15 @@ OPENAPI: dict[str, Any] = {
                                 "additionalProperties": False,
                                 "required": ["email"],
                                 "properties": {
-                                    "email": {"type": "string", "format": "email", "maxLength": 254},
+                                    "email": {
+                                        "type": "string",
+                                        "format": "email",
+                                        "maxLength": 254,
+                                    },
                                     "first_name": {"type": "string", "maxLength": 80},
                                     "timezone": {
                                         "type": "string",
-                                        "description": "IANA zone, e.g. Europe/Berlin; UTC when absent",
+                                        "description": "IANA zone (Europe/Berlin); UTC when absent",
                                     },
                                 },
                             }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip import subscriptions
 from drip import tokens as purposes
-from drip.app import csrf
 from drip.clicks import record_click
+from drip.extensions import csrf
 from drip.models import Subscriber
 from drip.services import current_services
 from drip.tokens import InvalidToken
@@ -92,10 +94,9 @@ def _kick_tick() -> None:
 
     from drip.tasks import enqueue
 
-    try:
+    # If the broker is down, the periodic tick picks lesson 1 up: it is due in the database.
+    with contextlib.suppress(OperationalError):
         enqueue("drip.tick")
-    except OperationalError:
-        pass  # the periodic tick picks lesson 1 up: it is due in the database already
 
 
 @blueprint.get("/u/<token>")
@@ -135,7 +136,7 @@ def preferences(token: str) -> str:
 
 @blueprint.route("/r/<token>", methods=["GET", "HEAD"])
 def click(token: str) -> Response:
-    """Tracked call to action: always to the course's affiliate URL, never to one from the request."""
+    """Tracked call to action: only to the course's affiliate URL, never to one from the request."""
     services = current_services()
     try:
         (delivery_id,) = services.tokens.read(purposes.CLICK, token)[:1]
