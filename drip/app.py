@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from drip import limits
 from drip.celery_app import celery_init_app
 from drip.config import Settings, load_settings
 from drip.extensions import csrf
@@ -23,8 +25,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,
     )
+    if settings.trusted_proxies:
+        # Client IPs (rate limits, consent records) come from the proxies' X-Forwarded-For.
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
     app.extensions["drip"] = build_services(settings, clock)
     csrf.init_app(app)
+    limits.init_app(app, settings)
     celery_init_app(app, settings)
     _register_blueprints(app, settings)
     return app

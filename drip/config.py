@@ -45,6 +45,11 @@ class Settings:
     batch_size: int = 1000  # SendGrid takes at most 1000 personalizations per request
     # How long a claimed delivery may stay "sending" before it is reclaimed.
     lease_seconds: int = 300
+    # Abuse limits (drip/limits.py): signups per IP, confirmation emails per address a day.
+    signup_rate_limit: str = "10 per minute;100 per hour"
+    confirmations_per_address_per_day: int = 3
+    rate_limits_enabled: bool = True
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For we believe
     # Tests give each run its own queue, so two runs on one Redis never take each other's work.
     task_queue: str = "drip"
     confirm_max_age_seconds: int = 7 * 86400
@@ -93,6 +98,27 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     if parsed.scheme not in schemes or not parsed.netloc:
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: expected a whole number (0 or more), got {raw!r}")
+    return int(raw)
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    raw = _read(env, name) or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        message = f"{name}: expected limits like '10 per minute;100 per hour', got {raw!r}"
+        raise ConfigError(message) from None
+    return raw
 
 
 def _secret_key(env: Mapping[str, str], var_dir: Path) -> str:
@@ -152,6 +178,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60.0, float),
         admin_password=_read(env, "DRIP_ADMIN_PASSWORD"),
         metrics_token=_read(env, "DRIP_METRICS_TOKEN"),
+        trusted_proxies=_whole_number(env, "DRIP_TRUSTED_PROXIES", 0),
+        signup_rate_limit=_rate_limit(env, "DRIP_SIGNUP_RATE_LIMIT", "10 per minute;100 per hour"),
+        confirmations_per_address_per_day=_positive_number(
+            env, "DRIP_CONFIRMATIONS_PER_ADDRESS", 3, int
+        ),
         log_json=(_read(env, "DRIP_LOG_JSON") or "0") in ("1", "true", "yes"),
         var_dir=var_dir,
     )

@@ -111,6 +111,9 @@ def make_settings(
         "course_dir": COURSE_DIR,
         "var_dir": var_dir,
         "task_queue": f"drip-test-{secrets.token_hex(4)}",
+        # Tests sign up many people from one address; tests/test_limits.py sets real limits.
+        "signup_rate_limit": "10000 per minute",
+        "confirmations_per_address_per_day": 1000,
     }
     values.update(over)
     return Settings(**values)

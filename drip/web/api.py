@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
 
+from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.services import current_services
 from drip.validation import InvalidInput, clean_signup
 from drip.web.openapi import OPENAPI
@@ -22,6 +23,7 @@ def error(status: int, field: str | None, message: str) -> tuple[Response, int]:
 
 
 @blueprint.post("/api/v1/subscribers")
+@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE)
 def create_subscriber() -> tuple[Response, int]:
     if request.mimetype != "application/json":
         return error(415, None, "send the body as JSON with Content-Type: application/json")
@@ -37,6 +39,12 @@ def create_subscriber() -> tuple[Response, int]:
         return error(422, exc.field, exc.message)
     try:
         sign_up(current_services(), signup, source="api")
+    except AddressLimited as exc:
+        response, status = error(
+            429, "email", "too many confirmation emails for this address today; try tomorrow"
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
     except ConfirmationQueueDown:
         return error(
             503, None, "signup saved, but the confirmation email could not be queued; retry"

@@ -11,6 +11,7 @@ from drip import subscriptions
 from drip import tokens as purposes
 from drip.clicks import record_click
 from drip.extensions import csrf
+from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.models import Subscriber
 from drip.services import current_services
 from drip.tokens import InvalidToken
@@ -28,6 +29,7 @@ def landing() -> str:
 
 
 @blueprint.post("/subscribe")
+@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE)
 def subscribe() -> Response | tuple[str, int]:
     services = current_services()
     form = request.form
@@ -46,7 +48,20 @@ def subscribe() -> Response | tuple[str, int]:
         sign_up(services, signup, source="form:/")
     except ConfirmationQueueDown:
         return render_template("unavailable.html"), 503
+    except AddressLimited as exc:
+        return address_limited_page(exc)
     return redirect(url_for(".thanks"), code=303)
+
+
+def address_limited_page(exc: AddressLimited) -> Response:
+    page = render_template(
+        "error.html",
+        status=429,
+        title="Too many confirmation emails",
+        message="We already sent this address several confirmation emails today. "
+        "Please use one of those, or try again tomorrow.",
+    )
+    return Response(page, status=429, headers={"Retry-After": str(exc.retry_after)})
 
 
 @blueprint.get("/thanks")

@@ -7,6 +7,7 @@ import logging
 from flask import request
 from kombu.exceptions import OperationalError
 
+from drip.limits import take_confirmation_slot
 from drip.services import Services
 from drip.subscriptions import ConsentContext, SignupOutcome, subscribe
 from drip.validation import SignupInput
@@ -41,6 +42,9 @@ def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutco
             now=services.now(),
             secret_key=services.settings.secret_key,
         )
+        if outcome.send_confirmation:
+            # Raises AddressLimited past the daily cap, rolling the signup back.
+            take_confirmation_slot(services.settings, signup.email)
     if outcome.subscriber_id is not None and outcome.consent_id is not None:
         try:
             enqueue("drip.send_confirmation", outcome.subscriber_id, outcome.consent_id)
