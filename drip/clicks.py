@@ -24,7 +24,7 @@ def looks_like_scanner(
 ) -> bool:
     if method == "HEAD" or not user_agent or SCANNER_AGENTS.search(user_agent):
         return True
-    return sent_at is not None and now - sent_at < SCANNER_WINDOW
+    return sent_at is not None and timedelta(0) <= now - sent_at < SCANNER_WINDOW
 
 
 def record_click(
