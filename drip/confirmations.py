@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drip import emails
 from drip.mail.base import Batch, MailError, Recipient
-from drip.models import Consent, Subscriber, SubscriberStatus
+from drip.models import Consent, Subscriber
 from drip.services import Services
 from drip.subscriptions import RESTARTABLE
 
@@ -59,6 +59,3 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
             subscriber.confirmation_sent_at = services.now()
     return True
 
-
-def is_pending(subscriber: Subscriber) -> bool:
-    return subscriber.status == SubscriberStatus.PENDING.value
