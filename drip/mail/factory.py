@@ -8,6 +8,18 @@ from drip.mail.outbox import OutboxMailer
 
 
 def make_mailer(settings: Settings) -> Mailer:
+    mailer = _backend(settings)
+    if settings.send_rate:
+        # DRIP_SEND_RATE is one budget for every worker, so it lives in the shared Redis.
+        from drip.celery_app import DEFAULT_BROKER
+        from drip.send_rate import RateLimitedMailer, SendRate
+
+        rate = SendRate.from_url(settings.redis_url or DEFAULT_BROKER, settings.send_rate)
+        return RateLimitedMailer(mailer, rate)
+    return mailer
+
+
+def _backend(settings: Settings) -> Mailer:
     if settings.email_backend == "sendgrid":
         from drip.mail.sendgrid import SendGridMailer
 
