@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from drip import circuit
 from drip.course import Course
 from drip.db import Database
 from drip.models import (
@@ -40,6 +41,7 @@ class TickReport:
     materialized: int = 0
     dispatched: int = 0
     batches: list[list[int]] = field(default_factory=list)
+    circuit_open: bool = False  # only a probe batch, if any, was handed out
 
 
 def _locking(statement: Any, session: Session) -> Any:
@@ -172,24 +174,33 @@ def _dispatchable(now: datetime, lease_seconds: int) -> Any:
 
 
 def claim_for_dispatch(
-    database: Database, course: Course, *, now: datetime, lease_seconds: int, batch_size: int
+    database: Database,
+    course: Course,
+    *,
+    now: datetime,
+    lease_seconds: int,
+    batch_size: int,
+    limit: int | None = None,
 ) -> list[list[int]]:
     """Mark open deliveries as handed to a send task; return them in same-lesson batches.
 
     A queued delivery whose task never ran (the broker lost it, Redis was down
     at enqueue time) is handed out again once its lease has passed; a sending
     one whose worker died is reclaimed and flagged as a possible duplicate,
-    since the provider may have taken it before the crash.
+    since the provider may have taken it before the crash. ``limit`` caps how
+    many are handed out (a circuit probe); the rest stay as they are.
     """
     by_lesson: dict[int, list[int]] = defaultdict(list)
-    while True:
+    remaining = CHUNK if limit is None else limit
+    while remaining > 0:
+        chunk = min(CHUNK, remaining)
         with database.session() as session:
             ids = session.scalars(
                 _locking(
                     select(Delivery.id)
                     .where(Delivery.course_slug == course.slug, _dispatchable(now, lease_seconds))
                     .order_by(Delivery.id)
-                    .limit(CHUNK),
+                    .limit(chunk),
                     session,
                 )
             ).all()
@@ -210,8 +221,10 @@ def claim_for_dispatch(
             ).all()
             for delivery_id, lesson in claimed:
                 by_lesson[lesson].append(delivery_id)
-        if len(ids) < CHUNK:
+        if len(ids) < chunk:
             break
+        if limit is not None:
+            remaining -= len(ids)
     batches = []
     for lesson in sorted(by_lesson):
         lesson_ids = sorted(by_lesson[lesson])
@@ -239,13 +252,28 @@ def run_tick(
     lease_seconds: int,
     batch_size: int,
     enqueue: Callable[[list[int]], None],
+    probe_seconds: float = circuit.PROBE_SECONDS,
 ) -> TickReport:
-    """One scheduler tick: materialize what is due, then hand it to send tasks."""
+    """One scheduler tick: materialize what is due, then hand it to send tasks.
+
+    While the sending circuit is open (the provider refused our credentials)
+    nothing is handed out, so the backlog grows in plain sight, except one
+    probe batch every ``probe_seconds``; see drip/circuit.py.
+    """
     report = TickReport()
     report.materialized = materialize_due(database, course, now=now, day_seconds=day_seconds)
-    report.batches = claim_for_dispatch(
-        database, course, now=now, lease_seconds=lease_seconds, batch_size=batch_size
-    )
+    report.circuit_open = circuit.status(database).open
+    if not report.circuit_open or circuit.claim_probe(
+        database, now=now, probe_seconds=probe_seconds
+    ):
+        report.batches = claim_for_dispatch(
+            database,
+            course,
+            now=now,
+            lease_seconds=lease_seconds,
+            batch_size=batch_size,
+            limit=batch_size if report.circuit_open else None,
+        )
     for batch in report.batches:
         enqueue(batch)
         report.dispatched += len(batch)
@@ -253,7 +281,11 @@ def run_tick(
         database,
         "tick",
         datetime.now(UTC),
-        {"materialized": report.materialized, "dispatched": report.dispatched},
+        {
+            "materialized": report.materialized,
+            "dispatched": report.dispatched,
+            "circuit_open": report.circuit_open,
+        },
     )
     return report
 

@@ -6,23 +6,26 @@
 3. Render the lesson once; each recipient gets only their substitutions.
 4. Send. A refused request is split in halves until the bad recipient is
    alone, so one bad address never blocks 999 good ones.
-5. Record: sent (with the provider's message id), failed, retrying, or back
-   to queued when sending is disabled (the circuit is open).
+5. Record: sent (with the provider's message id), failed, retrying (a 429
+   after its reset; 503 or a refused connection with backoff; a timeout or
+   500/502/504 with backoff and flagged possible_duplicate), or back to
+   queued, attempt not counted, when our credentials were refused: that opens
+   the circuit (drip/circuit.py), and the next accepted batch closes it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from drip import emails
+from drip import circuit, emails
 from drip import tokens as purposes
 from drip.course import Course
 from drip.db import Database
@@ -42,6 +45,9 @@ from drip.models import Delivery, DeliveryStatus, Enrollment, EnrollmentStatus, 
 from drip.tokens import Tokens
 
 SENDABLE_ENROLLMENT = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.COMPLETED.value)
+# When a 429 carries no X-RateLimit-Reset, and how widely to spread the return after one.
+RATE_LIMIT_FALLBACK_SECONDS = 60.0
+RATE_LIMIT_JITTER_SECONDS = 5.0
 
 
 @dataclass
@@ -53,6 +59,8 @@ class BatchReport:
     retrying: int = 0
     released: int = 0
     requests: int = 0
+    possible_duplicates: int = 0
+    disabled: str = ""  # why the provider refused our credentials; the circuit opens
     errors: list[str] = field(default_factory=list)
 
 
@@ -182,7 +190,7 @@ def send_batch(
         return report
     with database.session() as session:
         rows = _load(session, claimed)
-    outcomes = _Outcomes()
+    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, now)
     sendable: dict[int, list[Any]] = {}
     for row in rows:
         if (
@@ -190,132 +198,173 @@ def send_batch(
             or row.enrollment_status not in SENDABLE_ENROLLMENT
             or not row.email
         ):
-            outcomes.set(row.id, status=DeliveryStatus.SKIPPED.value, error=row.subscriber_status)
+            sender.outcomes.set(
+                row.id, status=DeliveryStatus.SKIPPED.value, error=row.subscriber_status
+            )
             report.skipped += 1
         else:
             sendable.setdefault(row.lesson, []).append(row)
     for lesson, lesson_rows in sendable.items():
-        _send_lesson(course, mailer, links, lesson, lesson_rows, outcomes, report)
+        sender.send(_lesson_batch(course, links, lesson, lesson_rows))
     with database.session() as session:
-        outcomes.write(session)
+        sender.outcomes.write(session)
+    _update_circuit(database, report, now)
     return report
 
 
-def _send_lesson(
-    course: Course,
-    mailer: Mailer,
-    links: Links,
-    lesson: int,
-    rows: list[Any],
-    outcomes: _Outcomes,
-    report: BatchReport,
-) -> None:
+def _update_circuit(database: Database, report: BatchReport, now: datetime) -> None:
+    if report.disabled:
+        circuit.open_circuit(database, report.disabled, now=now)
+    elif report.sent:
+        # An accepted batch proves the credentials work again (a half-open probe).
+        circuit.close_circuit(database, now=now)
+
+
+def possible_duplicates(database: Database, course_slug: str | None = None) -> int:
+    """Deliveries that may have reached a subscriber twice (a retry after an unknown outcome)."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.possible_duplicate)
+    if course_slug is not None:
+        query = query.where(Delivery.course_slug == course_slug)
+    with database.session() as session:
+        return int(session.scalar(query) or 0)
+
+
+def _lesson_batch(course: Course, links: Links, lesson: int, rows: list[Any]) -> Batch:
     rendered = rendered_lesson(course, lesson, links.base_url)
-    recipients = [_recipient(row, links) for row in rows]
-    attempts = {row.id: row.attempts for row in rows}
-    batch = Batch(
+    return Batch(
         from_email=course.sender_email,
         from_name=course.sender_name,
         reply_to=course.reply_to,
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,
-        recipients=tuple(recipients),
+        recipients=tuple(_recipient(row, links) for row in rows),
         category=f"lesson-{lesson:02d}",
     )
-    _send_splitting(mailer, batch, attempts, outcomes, report)
 
 
-def _send_splitting(
-    mailer: Mailer,
-    batch: Batch,
-    attempts: dict[int, int],
-    outcomes: _Outcomes,
-    report: BatchReport,
-) -> None:
-    report.requests += 1
-    try:
-        results = mailer.send_batch(batch)
-    except PermanentBatchError as exc:
-        if len(batch.recipients) == 1:
-            _mark_all(batch, outcomes, status=DeliveryStatus.FAILED.value, error=str(exc))
-            report.failed += 1
+class _Sender:
+    """Sends batches and notes each delivery's outcome; one per claimed set of deliveries.
+
+    ``attempts`` holds each delivery's attempt count including this one.
+    """
+
+    def __init__(
+        self, mailer: Mailer, attempts: dict[int, int], report: BatchReport, now: datetime
+    ) -> None:
+        self.mailer = mailer
+        self.attempts = attempts
+        self.report = report
+        self.now = now
+        self.outcomes = _Outcomes()
+
+    def send(self, batch: Batch) -> None:
+        """Send a batch; a refused one is split in halves until each bad recipient is alone.
+
+        One bad address among n costs at most 2*ceil(log2(n)) + 1 requests.
+        """
+        if self.report.disabled:
+            self.release(batch, self.report.disabled)  # the key was refused a moment ago
             return
-        middle = len(batch.recipients) // 2
-        for part in (batch.recipients[:middle], batch.recipients[middle:]):
-            _send_splitting(mailer, _with(batch, part), attempts, outcomes, report)
-        return
-    except SendingDisabled as exc:
-        # Keep every delivery: back to queued; the tick hands it out again once
-        # the lease has passed, and the circuit shows operators why.
-        _mark_all(batch, outcomes, status=DeliveryStatus.QUEUED.value, error=str(exc))
-        report.released += len(batch.recipients)
-        report.errors.append(str(exc))
-        return
-    except (RateLimited, TransientError, OutcomeUnknown) as exc:
-        _schedule_retry(batch, exc, attempts, outcomes, report)
-        return
-    _record_results(results, outcomes, report)
+        self.report.requests += 1
+        try:
+            results = self.mailer.send_batch(batch)
+        except PermanentBatchError as exc:
+            if len(batch.recipients) == 1 or not getattr(exc, "splittable", True):
+                self.fail(batch, str(exc))
+                return
+            middle = len(batch.recipients) // 2
+            self.send(replace(batch, recipients=batch.recipients[:middle]))
+            self.send(replace(batch, recipients=batch.recipients[middle:]))
+            return
+        except SendingDisabled as exc:
+            self.report.disabled = str(exc)
+            self.release(batch, str(exc))
+            return
+        except RateLimited as exc:
+            self.wait_for_reset(batch, exc)
+            return
+        except (TransientError, OutcomeUnknown) as exc:
+            self.retry(batch, exc)
+            return
+        self.record(results)
 
-
-def _with(batch: Batch, recipients: Sequence[Recipient]) -> Batch:
-    from dataclasses import replace
-
-    return replace(batch, recipients=tuple(recipients))
-
-
-def _mark_all(batch: Batch, outcomes: _Outcomes, **values: Any) -> None:
-    for recipient in batch.recipients:
-        outcomes.set(int(recipient.key), **values)
-
-
-def _schedule_retry(
-    batch: Batch,
-    exc: Exception,
-    attempts: dict[int, int],
-    outcomes: _Outcomes,
-    report: BatchReport,
-) -> None:
-    now = datetime.now(UTC)
-    unknown = isinstance(exc, OutcomeUnknown)
-    report.errors.append(str(exc))
-    for recipient in batch.recipients:
-        delivery_id = int(recipient.key)
-        tries = attempts.get(delivery_id, 1)
-        if tries >= MAX_ATTEMPTS:
-            outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, error=str(exc)[:500])
-            report.failed += 1
-            continue
-        if isinstance(exc, RateLimited) and exc.reset_at:
-            # Wait for the provider's reset time, plus jitter so workers do not all wake at once.
-            at = datetime.fromtimestamp(exc.reset_at, UTC) + timedelta(seconds=random.uniform(0, 5))
-        else:
-            at = now + timedelta(seconds=retry_delay(tries))
-        values: dict[str, Any] = {
-            "status": DeliveryStatus.RETRYING.value,
-            "next_attempt_at": at,
-            "error": str(exc)[:500],
-        }
-        if unknown:
-            values["possible_duplicate"] = True
-        outcomes.set(delivery_id, **values)
-        report.retrying += 1
-
-
-def _record_results(results: list[SendResult], outcomes: _Outcomes, report: BatchReport) -> None:
-    now = datetime.now(UTC)
-    for result in results:
-        if result.accepted:
-            outcomes.set(
-                int(result.key),
-                status=DeliveryStatus.SENT.value,
-                sent_at=now,
-                message_id=result.message_id[:100],
-                error="",
+    def fail(self, batch: Batch, error: str) -> None:
+        for recipient in batch.recipients:
+            self.outcomes.set(
+                int(recipient.key), status=DeliveryStatus.FAILED.value, error=error[:500]
             )
-            report.sent += 1
-        else:
-            outcomes.set(
-                int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]
+        self.report.failed += len(batch.recipients)
+
+    def release(self, batch: Batch, error: str) -> None:
+        """Back to queued, as if never tried: the circuit decides when they go again."""
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            self.outcomes.set(
+                delivery_id,
+                status=DeliveryStatus.QUEUED.value,
+                enqueued_at=None,
+                lease_until=None,
+                attempts=self.attempts[delivery_id] - 1,
+                error=error[:500],
             )
-            report.failed += 1
+        self.report.released += len(batch.recipients)
+
+    def wait_for_reset(self, batch: Batch, exc: RateLimited) -> None:
+        """Try again once the provider's limit resets; waiting is no fault of the delivery."""
+        reset = (
+            datetime.fromtimestamp(exc.reset_at, UTC)
+            if exc.reset_at
+            else self.now + timedelta(seconds=RATE_LIMIT_FALLBACK_SECONDS)
+        )
+        # Jitter, so that the workers turned away together do not all come back together.
+        at = max(reset, self.now) + timedelta(seconds=random.uniform(0, RATE_LIMIT_JITTER_SECONDS))
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            self.outcomes.set(
+                delivery_id,
+                status=DeliveryStatus.RETRYING.value,
+                next_attempt_at=at,
+                attempts=self.attempts[delivery_id] - 1,
+                error=str(exc)[:500],
+            )
+        self.report.retrying += len(batch.recipients)
+        self.report.errors.append(str(exc))
+
+    def retry(self, batch: Batch, exc: TransientError | OutcomeUnknown) -> None:
+        """Exponential backoff; after an unknown outcome the retry may deliver twice (FACTS)."""
+        self.report.errors.append(str(exc))
+        unknown = isinstance(exc, OutcomeUnknown)
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            tries = self.attempts[delivery_id]
+            values: dict[str, Any] = {"error": str(exc)[:500]}
+            if unknown:
+                values["possible_duplicate"] = True
+                self.report.possible_duplicates += 1
+            if tries >= MAX_ATTEMPTS:
+                self.outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, **values)
+                self.report.failed += 1
+                continue
+            at = self.now + timedelta(seconds=retry_delay(tries))
+            self.outcomes.set(
+                delivery_id, status=DeliveryStatus.RETRYING.value, next_attempt_at=at, **values
+            )
+            self.report.retrying += 1
+
+    def record(self, results: list[SendResult]) -> None:
+        for result in results:
+            if result.accepted:
+                self.outcomes.set(
+                    int(result.key),
+                    status=DeliveryStatus.SENT.value,
+                    sent_at=self.now,
+                    message_id=result.message_id[:100],
+                    error="",
+                )
+                self.report.sent += 1
+            else:
+                self.outcomes.set(
+                    int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]
+                )
+                self.report.failed += 1
