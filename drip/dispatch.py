@@ -257,8 +257,8 @@ def run_tick(
     """One scheduler tick: materialize what is due, then hand it to send tasks.
 
     While the sending circuit is open (the provider refused our credentials)
-    nothing is handed out, so the backlog grows in plain sight, except one
-    probe batch every ``probe_seconds``; see drip/circuit.py.
+    nothing is handed out, so the backlog grows in plain sight, except a probe
+    of at most ``batch_size`` deliveries every ``probe_seconds``; see drip/circuit.py.
     """
     report = TickReport()
     report.materialized = materialize_due(database, course, now=now, day_seconds=day_seconds)
