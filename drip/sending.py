@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -181,7 +181,9 @@ def send_batch(
     lease_seconds: int,
     now: datetime | None = None,
 ) -> BatchReport:
-    now = now or datetime.now(UTC)
+    """Send the deliveries still queued among ``delivery_ids``; ``now`` pins the clock (tests)."""
+    clock = _wall_clock if now is None else _pinned(now)
+    now = clock()
     report = BatchReport()
     with database.session() as session:
         claimed = _claim(session, delivery_ids, now, lease_seconds)
@@ -190,7 +192,7 @@ def send_batch(
         return report
     with database.session() as session:
         rows = _load(session, claimed)
-    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, now)
+    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock)
     sendable: dict[int, list[Any]] = {}
     for row in rows:
         if (
@@ -208,8 +210,16 @@ def send_batch(
         sender.send(_lesson_batch(course, links, lesson, lesson_rows))
     with database.session() as session:
         sender.outcomes.write(session)
-    _update_circuit(database, report, now)
+    _update_circuit(database, report, clock())
     return report
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pinned(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def _update_circuit(database: Database, report: BatchReport, now: datetime) -> None:
@@ -250,12 +260,17 @@ class _Sender:
     """
 
     def __init__(
-        self, mailer: Mailer, attempts: dict[int, int], report: BatchReport, now: datetime
+        self,
+        mailer: Mailer,
+        attempts: dict[int, int],
+        report: BatchReport,
+        clock: Callable[[], datetime],
     ) -> None:
         self.mailer = mailer
         self.attempts = attempts
         self.report = report
-        self.now = now
+        # Read after each send: a batch may have waited for the send rate first.
+        self.clock = clock
         self.outcomes = _Outcomes()
 
     def send(self, batch: Batch) -> None:
@@ -315,10 +330,12 @@ class _Sender:
         reset = (
             datetime.fromtimestamp(exc.reset_at, UTC)
             if exc.reset_at
-            else self.now + timedelta(seconds=RATE_LIMIT_FALLBACK_SECONDS)
+            else self.clock() + timedelta(seconds=RATE_LIMIT_FALLBACK_SECONDS)
         )
         # Jitter, so that the workers turned away together do not all come back together.
-        at = max(reset, self.now) + timedelta(seconds=random.uniform(0, RATE_LIMIT_JITTER_SECONDS))
+        at = max(reset, self.clock()) + timedelta(
+            seconds=random.uniform(0, RATE_LIMIT_JITTER_SECONDS)
+        )
         for recipient in batch.recipients:
             delivery_id = int(recipient.key)
             self.outcomes.set(
@@ -346,7 +363,7 @@ class _Sender:
                 self.outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, **values)
                 self.report.failed += 1
                 continue
-            at = self.now + timedelta(seconds=retry_delay(tries))
+            at = self.clock() + timedelta(seconds=retry_delay(tries))
             self.outcomes.set(
                 delivery_id, status=DeliveryStatus.RETRYING.value, next_attempt_at=at, **values
             )
@@ -358,7 +375,7 @@ class _Sender:
                 self.outcomes.set(
                     int(result.key),
                     status=DeliveryStatus.SENT.value,
-                    sent_at=self.now,
+                    sent_at=self.clock(),
                     message_id=result.message_id[:100],
                     error="",
                 )
