@@ -116,6 +116,8 @@ class Consent(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_ip: Mapped[str] = mapped_column(String(64), default="", nullable=False)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when this signup came after an erasure: confirming lifts that "erased" suppression.
+    lifts_suppression_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Enrollment(Base):
