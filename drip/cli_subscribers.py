@@ -99,11 +99,11 @@ def import_command(csv_file: Path, batch_size: int) -> None:
 class _Progress:
     """A progress bar on a terminal; otherwise a line every PROGRESS_EVERY rows."""
 
-    def __init__(self, total_chars: int) -> None:
+    def __init__(self, total_bytes: int) -> None:
         self.tty = sys.stderr.isatty()
         self.bar: Any = None
-        self.total = total_chars
-        self.shown_chars = 0
+        self.total = total_bytes
+        self.shown = 0
         self.next_line = PROGRESS_EVERY
         self.started = time.perf_counter()
 
@@ -119,12 +119,12 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def update(self, report: ImportReport, chars: int) -> None:
+    def update(self, report: ImportReport, read: int) -> None:
         rate = report.rows / max(time.perf_counter() - self.started, 1e-6)
         status = f"{report.rows:,} rows, {rate:,.0f} rows/s"
         if self.bar is not None:
-            self.bar.update(chars - self.shown_chars, status)
-            self.shown_chars = chars
+            self.bar.update(read - self.shown, status)
+            self.shown = read
         elif report.rows >= self.next_line:
             click.echo(f"read {status}", err=True)
             self.next_line = (report.rows // PROGRESS_EVERY + 1) * PROGRESS_EVERY

