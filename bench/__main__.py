@@ -143,17 +143,16 @@ def run_path(
     celery = app.extensions["celery"]
     requests_before = sink_requests(sink_url)
     started = time.perf_counter()
-    materialized = dispatch.materialize_due(
-        services.database, services.course, now=services.now(), day_seconds=settings.day_seconds
-    )
-    materialize_s = time.perf_counter() - started
-    batches = dispatch.claim_for_dispatch(
+    fresh = dispatch.materialize_due(
         services.database,
         services.course,
         now=services.now(),
-        lease_seconds=settings.lease_seconds,
-        batch_size=batch_size,
+        day_seconds=settings.day_seconds,
+        hand_out=True,
     )
+    materialized = fresh.count
+    materialize_s = time.perf_counter() - started
+    batches = dispatch.in_batches(dispatch.group_by_lesson(fresh.handed_out), batch_size)
     with celery.producer_or_acquire() as producer:
         for batch in batches:
             celery.send_task("drip.send_batch", args=[batch], producer=producer)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, false, literal, null, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,10 +29,14 @@ from drip.models import (
     EnrollmentStatus,
     Heartbeat,
     Subscriber,
+    UTCDateTime,
 )
 from drip.schedule import following_due_at
 
 CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN lists
+# Materializing is the hot path of a busy morning (a million due enrollments):
+# larger chunks mean fewer round trips; SQLite's 32,766-variable cap bounds it.
+MATERIALIZE_CHUNK = 5000
 MAX_ATTEMPTS = 8
 
 
@@ -55,15 +59,34 @@ def _insert(session: Session) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery)
 
 
-def materialize_due(database: Database, course: Course, *, now: datetime, day_seconds: int) -> int:
+@dataclass
+class Materialized:
+    count: int = 0
+    handed_out: list[tuple[int, int]] = field(default_factory=list)  # (delivery id, lesson)
+
+
+def materialize_due(
+    database: Database,
+    course: Course,
+    *,
+    now: datetime,
+    day_seconds: int,
+    hand_out: bool = False,
+    on_chunk: Callable[[list[tuple[int, int]]], None] | None = None,
+) -> Materialized:
     """Create a queued delivery for every enrollment whose next lesson is due.
 
     1. Lock a chunk of due, active enrollments of this course.
-    2. Insert one delivery per enrollment (the unique key ignores a repeat).
+    2. Insert one delivery per enrollment, set-based from the locked rows (the
+       unique key ignores a repeat). With ``hand_out`` the new rows are marked
+       as handed to a send task in the same statement and returned, so the
+       tick needs no second pass over a million fresh rows to find them;
+       ``on_chunk`` gets each committed chunk at once, so workers start
+       sending while the rest is still being materialized.
     3. Move each enrollment on to its next lesson and due time, only if it is
        still at the lesson we read (a conditional update).
     """
-    total = 0
+    result = Materialized()
     while True:
         with database.session() as session:
             rows = session.execute(
@@ -83,42 +106,48 @@ def materialize_due(database: Database, course: Course, *, now: datetime, day_se
                         Enrollment.next_due_at <= now,
                     )
                     .order_by(Enrollment.next_due_at)
-                    .limit(CHUNK),
+                    .limit(MATERIALIZE_CHUNK),
                     session,
                 )
             ).all()
             if not rows:
-                return total
-            _create_deliveries(session, course, rows, now)
+                return result
+            created = _create_deliveries(session, course, [row.id for row in rows], now, hand_out)
             _advance_enrollments(session, course, rows, now, day_seconds)
-            total += len(rows)
-        if len(rows) < CHUNK:
-            return total
+            result.count += len(rows)
+            if hand_out and on_chunk is None:
+                result.handed_out.extend(created)
+        if hand_out and on_chunk is not None and created:
+            on_chunk(created)
+        if len(rows) < MATERIALIZE_CHUNK:
+            return result
 
 
 def _create_deliveries(
-    session: Session, course: Course, rows: Sequence[Any], now: datetime
-) -> None:
-    values = [
-        {
-            "enrollment_id": row.id,
-            "subscriber_id": row.subscriber_id,
-            "course_slug": course.slug,
-            "lesson": row.next_lesson,
-            "status": DeliveryStatus.QUEUED.value,
-            "due_at": row.next_due_at,
-            "created_at": now,
-            "attempts": 0,
-            "message_id": "",
-            "error": "",
-            "possible_duplicate": False,
-            "provider_status": "",
-        }
-        for row in rows
-        if row.next_lesson <= len(course.lessons)
-    ]
-    if values:
-        session.execute(_insert(session).values(values).on_conflict_do_nothing())
+    session: Session, course: Course, enrollment_ids: list[int], now: datetime, hand_out: bool
+) -> list[tuple[int, int]]:
+    columns = [
+        Delivery.enrollment_id, Delivery.subscriber_id, Delivery.course_slug, Delivery.lesson,
+        Delivery.status, Delivery.due_at, Delivery.created_at, Delivery.enqueued_at,
+        Delivery.attempts, Delivery.message_id, Delivery.error, Delivery.possible_duplicate,
+        Delivery.provider_status,
+    ]  # fmt: skip
+    enqueued_at = literal(now, UTCDateTime()) if hand_out else null()
+    source = select(
+        Enrollment.id, Enrollment.subscriber_id, literal(course.slug), Enrollment.next_lesson,
+        literal(DeliveryStatus.QUEUED.value), Enrollment.next_due_at,
+        literal(now, UTCDateTime()), enqueued_at, literal(0), literal(""), literal(""),
+        false(), literal(""),
+    ).where(
+        Enrollment.id.in_(enrollment_ids), Enrollment.next_lesson <= len(course.lessons)
+    )  # fmt: skip
+    statement = (
+        _insert(session)
+        .from_select([column.key for column in columns], source)
+        .on_conflict_do_nothing()
+        .returning(Delivery.id, Delivery.lesson)
+    )
+    return [(row.id, row.lesson) for row in session.execute(statement)]
 
 
 def _advance_enrollments(
@@ -147,6 +176,9 @@ def _advance_enrollments(
                 "completed_at": now if finished else None,
             }
         )
+    if session.get_bind().dialect.name == "postgresql":
+        _advance_postgresql(session, changes)
+        return
     table = cast(Table, Enrollment.__table__)  # Core table: executemany with bound parameters
     session.connection().execute(
         update(table)
@@ -161,16 +193,49 @@ def _advance_enrollments(
     )
 
 
-def _dispatchable(now: datetime, lease_seconds: int) -> Any:
-    stale = now - timedelta(seconds=lease_seconds)
-    return or_(
-        and_(
-            Delivery.status == DeliveryStatus.QUEUED.value,
-            or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at < stale),
+def _advance_postgresql(session: Session, changes: list[dict[str, Any]]) -> None:
+    """The same conditional update as one statement over arrays: one round trip a chunk."""
+    session.execute(
+        text(
+            """
+            UPDATE enrollments AS e
+            SET next_lesson = v.next_lesson, status = v.status,
+                next_due_at = v.next_due_at, completed_at = v.completed_at
+            FROM unnest(
+                CAST(:ids AS integer[]), CAST(:currents AS integer[]),
+                CAST(:nexts AS integer[]), CAST(:statuses AS varchar[]),
+                CAST(:dues AS timestamptz[]), CAST(:completed AS timestamptz[])
+            ) AS v(id, current_lesson, next_lesson, status, next_due_at, completed_at)
+            WHERE e.id = v.id AND e.next_lesson = v.current_lesson
+            """
         ),
+        {
+            "ids": [c["b_id"] for c in changes],
+            "currents": [c["b_current"] for c in changes],
+            "nexts": [c["next_lesson"] for c in changes],
+            "statuses": [c["status"] for c in changes],
+            "dues": [c["next_due_at"] for c in changes],
+            "completed": [c["completed_at"] for c in changes],
+        },
+    )
+
+
+def _dispatchable(now: datetime, lease_seconds: int) -> list[Any]:
+    """The open deliveries a tick may hand out, one index-friendly condition each.
+
+    Kept apart rather than OR-ed: each is a range on the partial index of open
+    rows, where one OR-ed predicate made the planner scan every open row per chunk.
+    """
+    stale = now - timedelta(seconds=lease_seconds)
+    return [
+        # Materialized while the circuit was open, or by a tick that did not hand out.
+        and_(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.enqueued_at.is_(None)),
+        # Handed out, but no send task ever claimed them (lost message, Redis down).
+        and_(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.enqueued_at < stale),
+        # Claimed by a worker that died: the lease ran out.
         and_(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_until < now),
         and_(Delivery.status == DeliveryStatus.RETRYING.value, Delivery.next_attempt_at <= now),
-    )
+    ]
 
 
 def claim_for_dispatch(
@@ -190,41 +255,60 @@ def claim_for_dispatch(
     since the provider may have taken it before the crash. ``limit`` caps how
     many are handed out (a circuit probe); the rest stay as they are.
     """
-    by_lesson: dict[int, list[int]] = defaultdict(list)
-    remaining = CHUNK if limit is None else limit
-    while remaining > 0:
-        chunk = min(CHUNK, remaining)
-        with database.session() as session:
-            ids = session.scalars(
-                _locking(
-                    select(Delivery.id)
-                    .where(Delivery.course_slug == course.slug, _dispatchable(now, lease_seconds))
-                    .order_by(Delivery.id)
-                    .limit(chunk),
-                    session,
-                )
-            ).all()
-            if not ids:
+    claimed_all: list[tuple[int, int]] = []
+    remaining = limit
+    for condition in _dispatchable(now, lease_seconds):
+        while remaining is None or remaining > 0:
+            chunk = CHUNK if remaining is None else min(CHUNK, remaining)
+            claimed = _claim_chunk(database, course, condition, now, chunk)
+            claimed_all += claimed
+            if remaining is not None:
+                remaining -= len(claimed)
+            if len(claimed) < chunk:
                 break
-            claimed = session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids), _dispatchable(now, lease_seconds))
-                .values(
-                    possible_duplicate=or_(
-                        Delivery.possible_duplicate,
-                        Delivery.status == DeliveryStatus.SENDING.value,
-                    ),
-                    status=DeliveryStatus.QUEUED.value,
-                    enqueued_at=now,
-                )
-                .returning(Delivery.id, Delivery.lesson)
-            ).all()
-            for delivery_id, lesson in claimed:
-                by_lesson[lesson].append(delivery_id)
-        if len(ids) < chunk:
-            break
-        if limit is not None:
-            remaining -= len(ids)
+    return in_batches(group_by_lesson(claimed_all), batch_size)
+
+
+def _claim_chunk(
+    database: Database, course: Course, condition: Any, now: datetime, chunk: int
+) -> list[tuple[int, int]]:
+    with database.session() as session:
+        ids = session.scalars(
+            _locking(
+                select(Delivery.id)
+                .where(Delivery.course_slug == course.slug, condition)
+                .order_by(Delivery.id)
+                .limit(chunk),
+                session,
+            )
+        ).all()
+        if not ids:
+            return []
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), condition)
+            .values(
+                possible_duplicate=or_(
+                    Delivery.possible_duplicate,
+                    Delivery.status == DeliveryStatus.SENDING.value,
+                ),
+                status=DeliveryStatus.QUEUED.value,
+                enqueued_at=now,
+            )
+            .returning(Delivery.id, Delivery.lesson)
+        ).all()
+        return [(row.id, row.lesson) for row in claimed]
+
+
+def group_by_lesson(deliveries: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    by_lesson: dict[int, list[int]] = defaultdict(list)
+    for delivery_id, lesson in deliveries:
+        by_lesson[lesson].append(delivery_id)
+    return by_lesson
+
+
+def in_batches(by_lesson: dict[int, list[int]], batch_size: int) -> list[list[int]]:
+    """Same-lesson batches of at most ``batch_size``: one rendering and one request each."""
     batches = []
     for lesson in sorted(by_lesson):
         lesson_ids = sorted(by_lesson[lesson])
@@ -261,12 +345,28 @@ def run_tick(
     of at most ``batch_size`` deliveries every ``probe_seconds``; see drip/circuit.py.
     """
     report = TickReport()
-    report.materialized = materialize_due(database, course, now=now, day_seconds=day_seconds)
     report.circuit_open = circuit.status(database).open
+
+    def hand_out(created: list[tuple[int, int]]) -> None:
+        batches = in_batches(group_by_lesson(created), batch_size)
+        for batch in batches:
+            enqueue(batch)
+            report.dispatched += len(batch)
+        report.batches += batches
+
+    fresh = materialize_due(
+        database,
+        course,
+        now=now,
+        day_seconds=day_seconds,
+        hand_out=not report.circuit_open,
+        on_chunk=hand_out,
+    )
+    report.materialized = fresh.count
     if not report.circuit_open or circuit.claim_probe(
         database, now=now, probe_seconds=probe_seconds
     ):
-        report.batches = claim_for_dispatch(
+        reclaimed = claim_for_dispatch(
             database,
             course,
             now=now,
@@ -274,9 +374,10 @@ def run_tick(
             batch_size=batch_size,
             limit=batch_size if report.circuit_open else None,
         )
-    for batch in report.batches:
-        enqueue(batch)
-        report.dispatched += len(batch)
+        for batch in reclaimed:
+            enqueue(batch)
+            report.dispatched += len(batch)
+        report.batches += reclaimed
     record_heartbeat(
         database,
         "tick",

@@ -202,3 +202,26 @@ def stack(stack_factory: Callable[..., Stack]) -> Iterator[Stack]:
         path.unlink()
     current.clock.set(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
     yield current
+    settle(current)
+
+
+def settle(stack: Stack, timeout: float = 30.0) -> None:
+    """Wait until the worker has nothing queued or running.
+
+    A test may end while a task it caused (the tick a confirmation kicks) is
+    still in flight; clearing the tables under it would race it.
+    """
+    import redis
+    from celery.worker import state
+
+    client = redis.Redis.from_url(stack.services.settings.redis_url)
+    queue = stack.services.settings.task_queue
+    try:
+        wait_until(
+            lambda: client.llen(queue) == 0
+            and not state.active_requests
+            and not state.reserved_requests,
+            timeout=timeout,
+        )
+    finally:
+        client.close()

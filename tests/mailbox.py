@@ -37,7 +37,7 @@ def html_part(message: EmailMessage) -> str:
 def link(message: EmailMessage, path_prefix: str) -> str:
     """The first link in the text part whose path starts with `path_prefix`, as a path."""
     match = re.search(
-        rf"https://drip\.test({re.escape(path_prefix)}[A-Za-z0-9_.\-]+)", text_part(message)
+        rf"https://drip\.test({re.escape(path_prefix)}[A-Za-z0-9_.~\-]+)", text_part(message)
     )
     assert match, f"no {path_prefix} link in the message"
     return match.group(1)

@@ -42,7 +42,7 @@ def lessons_at_sink(sink: Sink, email: str) -> list[dict[str, Any]]:
 
 def link_in(message: dict[str, Any], path_prefix: str) -> str:
     match = re.search(
-        rf"https://drip\.test({re.escape(path_prefix)}[A-Za-z0-9_.\-]+)", message["text"]
+        rf"https://drip\.test({re.escape(path_prefix)}[A-Za-z0-9_.~\-]+)", message["text"]
     )
     assert match, f"no {path_prefix} link in the message"
     return match.group(1)
