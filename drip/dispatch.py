@@ -318,13 +318,17 @@ def in_batches(by_lesson: dict[int, list[int]], batch_size: int) -> list[list[in
 
 
 def record_heartbeat(database: Database, name: str, now: datetime, detail: dict[str, Any]) -> None:
+    # One upsert: two ticks at once must not both try to insert the first row.
     with database.session() as session:
-        beat = session.get(Heartbeat, name)
-        if beat is None:
-            session.add(Heartbeat(name=name, at=now, detail=detail))
-        else:
-            beat.at = now
-            beat.detail = detail
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(Heartbeat).values(name=name, at=now, detail=detail)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Heartbeat.name],
+                set_={"at": statement.excluded.at, "detail": statement.excluded.detail},
+            )
+        )
 
 
 def run_tick(
