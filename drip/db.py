@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, bindparam, create_engine, event, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -75,3 +76,38 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def bulk_update(
+    session: Session, table: Table, rows: list[dict[str, Any]], match: dict[str, str]
+) -> None:
+    """UPDATE many rows, each with its own values, in one statement on PostgreSQL.
+
+    ``match`` maps row keys to the columns they must equal (the WHERE); every
+    other key is a column to set. On PostgreSQL the rows travel as arrays
+    through unnest(), one round trip however many rows; elsewhere (SQLite,
+    in-process, no round trips to save) it is an executemany.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    setting = [key for key in keys if key not in match]
+    if session.get_bind().dialect.name != "postgresql":
+        statement = (
+            update(table)
+            .where(*(table.c[column] == bindparam(key) for key, column in match.items()))
+            .values({key: bindparam(key) for key in setting})
+        )
+        session.connection().execute(statement, rows)
+        return
+    dialect = postgresql.dialect()
+    arrays = ", ".join(
+        f"CAST(:{key} AS {table.c[match.get(key, key)].type.compile(dialect=dialect)}[])"
+        for key in keys
+    )
+    sql = (
+        f"UPDATE {table.name} AS t SET {', '.join(f'{key} = v.{key}' for key in setting)} "
+        f"FROM unnest({arrays}) AS v({', '.join(keys)}) "
+        f"WHERE {' AND '.join(f't.{column} = v.{key}' for key, column in match.items())}"
+    )
+    session.execute(text(sql), {key: [row[key] for row in rows] for key in keys})

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, false, literal, null, or_, select, text, update
+from sqlalchemy import Table, and_, false, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from drip import circuit
 from drip.course import Course
-from drip.db import Database
+from drip.db import Database, bulk_update
 from drip.models import (
     Delivery,
     DeliveryStatus,
@@ -176,48 +176,9 @@ def _advance_enrollments(
                 "completed_at": now if finished else None,
             }
         )
-    if session.get_bind().dialect.name == "postgresql":
-        _advance_postgresql(session, changes)
-        return
-    table = cast(Table, Enrollment.__table__)  # Core table: executemany with bound parameters
-    session.connection().execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.next_lesson == bindparam("b_current"))
-        .values(
-            next_lesson=bindparam("next_lesson"),
-            status=bindparam("status"),
-            next_due_at=bindparam("next_due_at"),
-            completed_at=bindparam("completed_at"),
-        ),
-        changes,
-    )
-
-
-def _advance_postgresql(session: Session, changes: list[dict[str, Any]]) -> None:
-    """The same conditional update as one statement over arrays: one round trip a chunk."""
-    session.execute(
-        text(
-            """
-            UPDATE enrollments AS e
-            SET next_lesson = v.next_lesson, status = v.status,
-                next_due_at = v.next_due_at, completed_at = v.completed_at
-            FROM unnest(
-                CAST(:ids AS integer[]), CAST(:currents AS integer[]),
-                CAST(:nexts AS integer[]), CAST(:statuses AS varchar[]),
-                CAST(:dues AS timestamptz[]), CAST(:completed AS timestamptz[])
-            ) AS v(id, current_lesson, next_lesson, status, next_due_at, completed_at)
-            WHERE e.id = v.id AND e.next_lesson = v.current_lesson
-            """
-        ),
-        {
-            "ids": [c["b_id"] for c in changes],
-            "currents": [c["b_current"] for c in changes],
-            "nexts": [c["next_lesson"] for c in changes],
-            "statuses": [c["status"] for c in changes],
-            "dues": [c["next_due_at"] for c in changes],
-            "completed": [c["completed_at"] for c in changes],
-        },
-    )
+    table = cast(Table, Enrollment.__table__)
+    # Only if still at the lesson we read: a second tick's update matches nothing.
+    bulk_update(session, table, changes, match={"b_id": "id", "b_current": "next_lesson"})
 
 
 def _dispatchable(now: datetime, lease_seconds: int) -> list[Any]:

@@ -22,13 +22,13 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from drip import circuit, emails
 from drip import tokens as purposes
 from drip.course import Course
-from drip.db import Database
+from drip.db import Database, bulk_update
 from drip.dispatch import MAX_ATTEMPTS, retry_delay
 from drip.mail.base import (
     Batch,
@@ -161,14 +161,9 @@ class _Outcomes:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for delivery_id, values in self.rows.items():
             groups.setdefault(tuple(sorted(values)), []).append({"b_id": delivery_id, **values})
-        table = cast(Table, Delivery.__table__)  # Core table: executemany with bound parameters
-        for keys, params in groups.items():
-            session.connection().execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values({key: bindparam(key) for key in keys}),
-                params,
-            )
+        table = cast(Table, Delivery.__table__)
+        for params in groups.values():
+            bulk_update(session, table, params, match={"b_id": "id"})
 
 
 def send_batch(

@@ -55,14 +55,19 @@ class Tokens:
 
     @cached_property
     def _signers(self) -> dict[str, Signer]:
-        # The separator is "~": "." already joins the ids inside the payload.
-        signers: dict[str, Signer] = {
-            purpose: Signer(self.secret_key, salt=purpose, sep="~") for purpose in PURPOSES
-        }
         # Confirmation links expire; unsubscribe and preferences links must keep
         # working for at least a year (CAN-SPAM: 30 days after sending at the least).
-        signers[CONFIRM] = TimestampSigner(self.secret_key, salt=CONFIRM, sep="~")
-        return signers
+        return {
+            purpose: self._signer(TimestampSigner if purpose == CONFIRM else Signer, purpose)
+            for purpose in PURPOSES
+        }
+
+    def _signer(self, kind: type[Signer], purpose: str) -> Signer:
+        # The per-purpose key is derived once, the way itsdangerous derives it
+        # from the salt; a Signer left to itself derives it again for every token.
+        key = Signer(self.secret_key, salt=purpose).derive_key()
+        # The separator is "~": "." already joins the ids inside the payload.
+        return kind(key, key_derivation="none", sep="~")
 
     def make(self, purpose: str, *ids: int) -> str:
         return self._signers[purpose].sign(_encode(ids)).decode("ascii")
