@@ -7,6 +7,7 @@ message naming the variable (STYLE habit 2). Secrets may come from ``NAME_FILE``
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,12 @@ class Settings:
     task_queue: str = "drip"
     confirm_max_age_seconds: int = 7 * 86400
     pending_expiry_seconds: int = 7 * 86400
+    # Health thresholds (drip/health.py), each (amber, red): a value at or above turns it so.
+    health_backlog_age: tuple[float, float] = (300.0, 900.0)  # oldest due-but-unsent, seconds
+    health_tick_age: tuple[float, float] = (180.0, 600.0)  # since the last scheduler tick
+    health_queue_depth: tuple[float, float] = (100.0, 1000.0)  # send tasks waiting in Redis
+    health_failures: tuple[float, float] = (5.0, 50.0)  # failed sends in the last hour
+    health_inspect_timeout: float = 1.0  # how long to wait for workers to answer a ping
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +128,35 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _thresholds(
+    env: Mapping[str, str], name: str, default: tuple[float, float]
+) -> tuple[float, float]:
+    """An "AMBER,RED" pair of numbers, 0 <= amber <= red."""
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        amber, red = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name}: expected AMBER,RED like '300,900', got {raw!r}") from None
+    if not 0 <= amber <= red:
+        raise ConfigError(f"{name}: expected 0 <= AMBER <= RED, got {raw!r}")
+    return amber, red
+
+
+def _task_queue(env: Mapping[str, str]) -> str:
+    raw = _read(env, "DRIP_TASK_QUEUE") or "drip"
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", raw):
+        raise ConfigError(f"DRIP_TASK_QUEUE: use letters, digits and _.:- only, got {raw!r}")
+    return raw
+
+
+def _batch_size(send_rate: float) -> int:
+    """SendGrid's 1000, or with a send rate at most a minute of sending: a batch
+    waiting for its tokens must not outlive its lease (drip/send_rate.py)."""
+    return max(1, min(1000, int(send_rate * 60))) if send_rate else 1000
+
+
 def _secret_key(env: Mapping[str, str], var_dir: Path) -> str:
     """DRIP_SECRET_KEY, or in development a key generated once into var/."""
     configured = _read(env, "DRIP_SECRET_KEY")
@@ -159,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if affiliate_url is not None:
         affiliate_url = _url(env, "DRIP_AFFILIATE_URL", "", ("https",))
     send_rate = _read(env, "DRIP_SEND_RATE")
+    rate = _positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -171,7 +208,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "DRIP_SENDGRID_HOST", "https://api.sendgrid.com", ("http", "https")
         ),
         sendgrid_webhook_key=_read(env, "DRIP_SENDGRID_WEBHOOK_KEY"),
-        send_rate=_positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0,
+        sendgrid_timeout=_positive_number(env, "DRIP_SENDGRID_TIMEOUT", 10.0, float),
+        send_rate=rate,
+        batch_size=_batch_size(rate),
         course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),
         affiliate_url=affiliate_url,
         day_seconds=_positive_number(env, "DRIP_DAY_SECONDS", 86400, int),
@@ -185,4 +224,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         log_json=(_read(env, "DRIP_LOG_JSON") or "0") in ("1", "true", "yes"),
         var_dir=var_dir,
+        task_queue=_task_queue(env),
+        **_health_settings(env, tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60, float)),
     )
+
+
+def _health_settings(env: Mapping[str, str], tick_seconds: float) -> dict[str, Any]:
+    # A slow tick is no alarm when the tick is meant to be slow: scale with DRIP_TICK_SECONDS.
+    tick_default = (max(180.0, 3 * tick_seconds), max(600.0, 10 * tick_seconds))
+    return {
+        "health_backlog_age": _thresholds(env, "DRIP_HEALTH_BACKLOG_AGE", (300.0, 900.0)),
+        "health_tick_age": _thresholds(env, "DRIP_HEALTH_TICK_AGE", tick_default),
+        "health_queue_depth": _thresholds(env, "DRIP_HEALTH_QUEUE_DEPTH", (100.0, 1000.0)),
+        "health_failures": _thresholds(env, "DRIP_HEALTH_FAILURES", (5.0, 50.0)),
+        "health_inspect_timeout": _positive_number(env, "DRIP_HEALTH_INSPECT_TIMEOUT", 1.0, float),
+    }
