@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from drip.cli_status import status
+from drip.cli_subscribers import subscribers
 from drip.config import ConfigError, Settings, load_settings
 
 
@@ -130,3 +132,7 @@ def sendgrid_sink(
     from drip.sink.server import serve
 
     serve(host, port, api_key, webhook_url, webhook_key_path)
+
+
+main.add_command(subscribers)
+main.add_command(status)
