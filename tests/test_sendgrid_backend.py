@@ -11,11 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy import func, insert, select
 
+from drip.config import ConfigError, Settings, load_settings
 from drip.mail.base import (
     Batch,
     MailError,
@@ -26,6 +28,7 @@ from drip.mail.base import (
     SendingDisabled,
     TransientError,
 )
+from drip.mail.factory import make_mailer
 from drip.mail.sendgrid import CUSTOM_ARG_KEY, MessageRefused, SendGridMailer, mail_body
 from drip.models import Delivery, Enrollment, Subscriber
 from drip.send_rate import RateLimitedMailer, SendRate
@@ -356,6 +359,31 @@ def test_a_long_queue_ahead_hands_the_batch_back_for_later(
     reset_at = raised.value.reset_at
     assert reset_at is not None and time.time() + 2 < reset_at < time.time() + 4
     assert fresh_sink.stats["requests"] == 0
+
+
+def test_the_rate_and_the_timeout_come_from_the_environment(tmp_path: Path) -> None:
+    base = {"DRIP_VAR_DIR": str(tmp_path)}
+    assert load_settings(base).batch_size == 1000
+    assert load_settings(base).sendgrid_timeout == 10.0
+    settings = load_settings(base | {"DRIP_SEND_RATE": "5", "DRIP_SENDGRID_TIMEOUT": "2.5"})
+    assert (settings.send_rate, settings.sendgrid_timeout) == (5.0, 2.5)
+    assert settings.batch_size == 300, "a batch holds at most a minute of sending"
+    with pytest.raises(ConfigError, match="DRIP_SENDGRID_TIMEOUT"):
+        load_settings(base | {"DRIP_SENDGRID_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match="DRIP_SEND_RATE"):
+        load_settings(base | {"DRIP_SEND_RATE": "-1"})
+
+
+def test_a_send_rate_puts_every_backend_behind_the_shared_limit(
+    redis_url: str, tmp_path: Path
+) -> None:
+    plain = make_mailer(Settings(outbox_dir=tmp_path))
+    assert not isinstance(plain, RateLimitedMailer)
+    limited_mailer = make_mailer(
+        Settings(outbox_dir=tmp_path, send_rate=5.0, redis_url=f"{redis_url}/13")
+    )
+    assert isinstance(limited_mailer, RateLimitedMailer) and limited_mailer.name == "outbox"
+    assert limited_mailer.rate.rate == 5.0
 
 
 # --- A big lesson day, through the tick and the real worker -------------------------------
