@@ -9,6 +9,7 @@ from drip import limits
 from drip.celery_app import celery_init_app
 from drip.config import Settings, load_settings
 from drip.extensions import csrf
+from drip.logs import configure_logging
 from drip.services import Clock, build_services
 
 MAX_REQUEST_BYTES = 64 * 1024  # a signup is a few hundred bytes; a 1 MB body is refused with 413
@@ -34,18 +35,30 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     limits.init_app(app, settings)
     celery_init_app(app, settings)
     _register_blueprints(app, settings)
+    configure_logging(settings)
     return app
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from drip.web import api, errors, health, public
+    from drip.web import api, errors, health, preferences, public, webhooks
 
     app.register_blueprint(public.blueprint)
+    app.register_blueprint(preferences.blueprint)
     app.register_blueprint(api.blueprint)
     csrf.exempt(api.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    csrf.exempt(webhooks.blueprint)  # signed by SendGrid instead
     app.register_blueprint(health.blueprint)
+    _register_operator_routes(app, settings)
     errors.init_app(app)
     if settings.email_backend == "outbox":
         from drip.web import outbox
 
         app.register_blueprint(outbox.blueprint)
+
+
+def _register_operator_routes(app: Flask, settings: Settings) -> None:
+    from drip.web import admin, metrics
+
+    app.register_blueprint(metrics.blueprint)
+    admin.init_app(app, settings)

@@ -12,7 +12,6 @@ from drip import tokens as purposes
 from drip.clicks import record_click
 from drip.extensions import csrf
 from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.models import Subscriber
 from drip.services import current_services
 from drip.tokens import InvalidToken
 from drip.validation import InvalidInput, clean_signup
@@ -129,24 +128,6 @@ def unsubscribe(token: str) -> str:
     with services.database.session() as session:
         subscriptions.unsubscribe(session, subscriber_id, now=services.now())
     return render_template("unsubscribed.html", course=services.course)
-
-
-@blueprint.get("/p/<token>")
-def preferences(token: str) -> str:
-    (subscriber_id,) = _read_token(purposes.PREFERENCES, token)[:1]
-    services = current_services()
-    with services.database.session() as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None or not subscriber.email:
-            abort(404)
-        status = subscriber.status
-    unsubscribe_token = services.tokens.make(purposes.UNSUBSCRIBE, subscriber_id)
-    return render_template(
-        "preferences.html",
-        course=services.course,
-        status=status,
-        unsubscribe_token=unsubscribe_token,
-    )
 
 
 @blueprint.route("/r/<token>", methods=["GET", "HEAD"])
