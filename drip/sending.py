@@ -175,9 +175,13 @@ def send_batch(
     *,
     lease_seconds: int,
     now: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> BatchReport:
-    """Send the deliveries still queued among ``delivery_ids``; ``now`` pins the clock (tests)."""
-    clock = _wall_clock if now is None else _pinned(now)
+    """Send the deliveries still queued among ``delivery_ids``.
+
+    ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
+    """
+    clock = _pinned(now) if now is not None else clock or _wall_clock
     now = clock()
     report = BatchReport()
     with database.session() as session:
@@ -280,7 +284,7 @@ class _Sender:
         try:
             results = self.mailer.send_batch(batch)
         except PermanentBatchError as exc:
-            if len(batch.recipients) == 1 or not getattr(exc, "splittable", True):
+            if len(batch.recipients) == 1 or not exc.splittable:
                 self.fail(batch, str(exc))
                 return
             middle = len(batch.recipients) // 2

@@ -61,6 +61,7 @@ def send_batch(delivery_ids: list[int]) -> dict[str, Any]:
         services.links,
         delivery_ids,
         lease_seconds=services.settings.lease_seconds,
+        clock=services.clock,
     )
     log.info(
         "batch claimed=%d sent=%d skipped=%d failed=%d retrying=%d",

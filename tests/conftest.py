@@ -218,9 +218,11 @@ def settle(stack: Stack, timeout: float = 30.0) -> None:
     queue = stack.services.settings.task_queue
     try:
         wait_until(
-            lambda: client.llen(queue) == 0
-            and not state.active_requests
-            and not state.reserved_requests,
+            lambda: (
+                client.llen(queue) == 0
+                and not state.active_requests
+                and not state.reserved_requests
+            ),
             timeout=timeout,
         )
     finally:

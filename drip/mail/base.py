@@ -60,7 +60,13 @@ class MailError(Exception):
 
 
 class PermanentBatchError(MailError):
-    """The request itself was refused (400, 413): retrying the same batch cannot help."""
+    """The request itself was refused (400, 413): retrying the same batch cannot help.
+
+    ``splittable``: whether a smaller batch might pass (one bad address among
+    many); False when the message itself was refused and every part would be too.
+    """
+
+    splittable = True
 
 
 class SendingDisabled(MailError):

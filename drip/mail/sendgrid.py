@@ -42,7 +42,7 @@ class MessageRefused(PermanentBatchError):
     """SendGrid refused the message itself (content, sender, size), not one recipient.
 
     Every recipient would get the same answer, so splitting the batch to find
-    a bad address cannot help; drip.sending reads ``splittable``.
+    a bad address cannot help (``splittable`` is False).
     """
 
     splittable = False
