@@ -40,8 +40,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "drip-housekeeping": {
                 "task": "drip.housekeeping",
-                "schedule": 3600.0,
-                "options": {"expires": 3600},
+                "schedule": 600.0,
+                "options": {"expires": 600},
             },
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),

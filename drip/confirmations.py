@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from drip import emails
-from drip.mail.base import Batch, MailError, Recipient
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from drip import circuit, emails
+from drip.mail.base import Batch, MailError, Recipient, SendingDisabled
 from drip.models import Consent, Subscriber
 from drip.services import Services
 from drip.subscriptions import RESTARTABLE
@@ -49,6 +53,12 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
     )
     try:
         services.mailer.send_batch(batch)
+    except SendingDisabled as exc:
+        # Refused credentials are the operator's to fix, not the person's fault:
+        # open the circuit so it shows, and leave the signup waiting. The
+        # hourly sweep (resend_unsent) sends it once sending works again.
+        circuit.open_circuit(services.database, str(exc), now=services.now())
+        return False
     except MailError as exc:
         if exc.retryable:
             raise ConfirmationNotSent(str(exc)) from exc
@@ -59,3 +69,29 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
             subscriber.confirmation_sent_at = services.now()
     return True
 
+
+def unsent(services: Services, *, older_than: timedelta) -> list[tuple[int, int]]:
+    """(subscriber, latest consent) of signups whose confirmation never went out.
+
+    The send task gives up after its retries, or on refused credentials; the
+    person still waits for the email. Young signups are left to their own task.
+    """
+    cutoff = services.now() - older_than
+    with services.database.session() as session:
+        latest = (
+            select(Consent.subscriber_id, func.max(Consent.id).label("consent_id"))
+            .group_by(Consent.subscriber_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(Subscriber.id, latest.c.consent_id)
+            .join(latest, latest.c.subscriber_id == Subscriber.id)
+            .join(Consent, Consent.id == latest.c.consent_id)
+            .where(
+                Subscriber.status.in_(RESTARTABLE),
+                Subscriber.confirmation_sent_at.is_(None),
+                Consent.confirmed_at.is_(None),
+                Consent.created_at < cutoff,
+            )
+        ).all()
+    return [(row[0], row[1]) for row in rows]

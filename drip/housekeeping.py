@@ -1,4 +1,5 @@
-"""Periodic clean-up: signups never confirmed are purged with their personal data."""
+"""Periodic clean-up: confirmation emails that never went out are sent; signups
+never confirmed are purged with their personal data."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
+from drip import confirmations
 from drip.models import Subscriber, SubscriberStatus
 from drip.services import Services
 
@@ -22,5 +24,21 @@ def purge_unconfirmed(services: Services) -> int:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+# A confirmation's own task normally sends it within seconds; only older ones are swept.
+UNSENT_GRACE = timedelta(minutes=10)
+
+
+def resend_unsent_confirmations(services: Services) -> int:
+    from drip.tasks import enqueue
+
+    waiting = confirmations.unsent(services, older_than=UNSENT_GRACE)
+    for subscriber_id, consent_id in waiting:
+        enqueue("drip.send_confirmation", subscriber_id, consent_id)
+    return len(waiting)
+
+
 def run(services: Services) -> dict[str, int]:
-    return {"purged_unconfirmed": purge_unconfirmed(services)}
+    return {
+        "resent_confirmations": resend_unsent_confirmations(services),
+        "purged_unconfirmed": purge_unconfirmed(services),
+    }

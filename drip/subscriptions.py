@@ -135,6 +135,7 @@ def subscribe(
     else:
         subscriber.first_name = signup.first_name or subscriber.first_name
         subscriber.timezone = signup.timezone
+        subscriber.confirmation_sent_at = None  # a new consent waits for its own email
     record = Consent(
         subscriber_id=subscriber.id,
         source=consent.source,

@@ -204,3 +204,28 @@ def test_unconfirmed_signups_expire_with_their_consent_through_the_worker(stack:
         owners = session.scalars(select(Consent.subscriber_id)).all()
         recent = session.scalar(select(Subscriber.id))
     assert owners == [recent], "the expired signup's consent went with it"
+
+
+def test_a_confirmation_that_never_went_out_is_sent_by_the_sweep(stack: Stack) -> None:
+    """Nothing lost: a signup whose confirmation email never left is swept up later."""
+    from drip import housekeeping
+
+    services = stack.services
+    answer = stack.client.post("/api/v1/subscribers", json={"email": "waits@example.com"})
+    assert answer.status_code == 202
+    wait_until(lambda: messages(stack.outbox, to="waits@example.com"))
+    # Pretend that first email was lost: the sweep must not resend what was sent.
+    with stack.app.app_context():
+        assert housekeeping.resend_unsent_confirmations(services) == 0
+    with stack.session() as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        subscriber.confirmation_sent_at = None
+    stack.clock.advance(minutes=5)
+    with stack.app.app_context():
+        assert housekeeping.resend_unsent_confirmations(services) == 0, "too young to sweep"
+    stack.clock.advance(minutes=6)
+    with stack.app.app_context():
+        assert housekeeping.resend_unsent_confirmations(services) == 1
+    wait_until(lambda: len(messages(stack.outbox, to="waits@example.com")) == 2)
+    with stack.app.app_context():
+        assert housekeeping.resend_unsent_confirmations(services) == 0

@@ -345,3 +345,22 @@ def test_two_ticks_at_once_claim_one_probe(stack: Stack) -> None:
     assert [circuit.claim_probe(database, now=later) for _ in range(2)] == [True, False]
     state = circuit.status(database)
     assert (state.open, state.state, state.since) == (True, circuit.HALF_OPEN, now)
+
+
+def test_a_confirmation_refused_for_credentials_opens_the_circuit_and_is_swept_later(
+    stack: Stack, sink: Sink
+) -> None:
+    from datetime import timedelta
+
+    from drip import housekeeping
+
+    sink.set_faults(rules=[{"status": 401}])
+    answer = stack.client.post("/api/v1/subscribers", json={"email": "later@example.com"})
+    assert answer.status_code == 202
+    wait_until(lambda: circuit.status(stack.services.database).open)
+    assert [m for m in sink.messages if m["to"] == "later@example.com"] == []
+    sink.clear_faults()
+    stack.clock.set(stack.clock() + timedelta(minutes=11))
+    with stack.app.app_context():
+        assert housekeeping.resend_unsent_confirmations(stack.services) == 1
+    wait_until(lambda: [m for m in sink.messages if m["to"] == "later@example.com"])
