@@ -88,14 +88,31 @@ def database_url_for(backend: str, request: pytest.FixtureRequest, tmp_dir: Path
     return f"sqlite:///{tmp_dir}/drip.sqlite3"
 
 
-def clear_tables(database: Database) -> None:
+def clear_tables(database: Database, attempts: int = 5) -> None:
+    """Empty every table between tests.
+
+    On PostgreSQL a late task of the previous test (or module) may still hold
+    row locks; TRUNCATE then loses a deadlock. That is the test harness racing
+    itself, not a fault of the code under test, so it waits and tries again.
+    """
+    from sqlalchemy.exc import OperationalError
+
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
-    with database.engine.begin() as connection:
-        if database.is_sqlite:
-            for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
-        else:
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    for attempt in range(attempts):
+        try:
+            with database.engine.begin() as connection:
+                if database.is_sqlite:
+                    for table in tables:
+                        connection.execute(text(f"DELETE FROM {table}"))
+                else:
+                    connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+                    truncate = f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"
+                    connection.execute(text(truncate))
+            return
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def make_settings(
