@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from drip import circuit, emails
@@ -44,6 +44,7 @@ from drip.mail.base import (
 from drip.models import Delivery, DeliveryStatus, Enrollment, EnrollmentStatus, Subscriber
 from drip.tokens import Tokens
 
+PAUSED = EnrollmentStatus.PAUSED.value
 SENDABLE_ENROLLMENT = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.COMPLETED.value)
 # When a 429 carries no X-RateLimit-Reset, and how widely to spread the return after one.
 RATE_LIMIT_FALLBACK_SECONDS = 60.0
@@ -119,6 +120,7 @@ def _load(session: Session, delivery_ids: Sequence[int]) -> list[Any]:
                 Delivery.lesson,
                 Delivery.attempts,
                 Delivery.subscriber_id,
+                Delivery.enrollment_id,
                 Subscriber.email,
                 Subscriber.first_name,
                 Subscriber.status.label("subscriber_status"),
@@ -193,8 +195,11 @@ def send_batch(
         rows = _load(session, claimed)
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock)
     sendable: dict[int, list[Any]] = {}
+    paused: list[Any] = []
     for row in rows:
-        if (
+        if row.subscriber_status == "active" and row.enrollment_status == PAUSED:
+            paused.append(row)
+        elif (
             row.subscriber_status != "active"
             or row.enrollment_status not in SENDABLE_ENROLLMENT
             or not row.email
@@ -209,8 +214,29 @@ def send_batch(
         sender.send(_lesson_batch(course, links, lesson, lesson_rows))
     with database.session() as session:
         sender.outcomes.write(session)
+        _hand_back(session, paused)
+    report.skipped += len(paused)
     _update_circuit(database, report, clock())
     return report
+
+
+def _hand_back(session: Session, rows: list[Any]) -> None:
+    """Lessons of a course paused after the tick claimed them: not sent, not lost.
+
+    Pausing removes the lessons still queued and rewinds the course; one a send
+    task had already claimed is removed here the same way, so resuming sends it.
+    """
+    for row in rows:
+        session.execute(delete(Delivery).where(Delivery.id == row.id))
+        session.execute(
+            update(Enrollment)
+            .where(
+                Enrollment.id == row.enrollment_id,
+                Enrollment.status == PAUSED,
+                Enrollment.next_lesson > row.lesson,
+            )
+            .values(next_lesson=row.lesson)
+        )
 
 
 def _wall_clock() -> datetime:

@@ -297,3 +297,37 @@ def test_a_person_changes_the_schedule_and_pauses_in_a_real_browser(stack: Stack
         "active",
     )
     assert enrollment(stack).status == "active"
+
+
+def test_a_lesson_claimed_just_before_a_pause_is_handed_back_not_lost(stack: Stack) -> None:
+    """The pause lands between a send task's claim and its send: the lesson waits too."""
+    from drip.dispatch import claim_for_dispatch
+    from drip.sending import send_batch
+
+    path = subscribe(stack)
+    stack.clock.set(datetime(2026, 3, 6, 13, 0, tzinfo=UTC))
+    materialize_only(stack)
+    services = stack.services
+    (batch,) = claim_for_dispatch(
+        services.database, services.course, now=stack.clock(), lease_seconds=300, batch_size=1000
+    )
+    # The race: the send task holds lesson 2 when the course is paused. Pausing
+    # removes only unclaimed lessons, so mark it as the worker would have.
+    with stack.session() as session:
+        delivery = session.scalars(select(Delivery).where(Delivery.lesson == 2)).one()
+        delivery.status = "sending"
+    assert act(stack.client, path, "pause").status_code == 303
+    with stack.session() as session:
+        delivery = session.scalars(select(Delivery).where(Delivery.lesson == 2)).one()
+        delivery.status = "queued"  # back to the moment just before the task's claim
+    report = send_batch(
+        services.database, services.course, services.mailer, services.links, batch,
+        lease_seconds=300, clock=services.clock,
+    )  # fmt: skip
+    assert (report.sent, report.skipped) == (0, 1)
+    assert lessons(stack) == ["Day 1"]
+    paused = enrollment(stack)
+    assert (paused.status, paused.next_lesson) == ("paused", 2)
+    assert act(stack.client, path, "resume").status_code == 303
+    walk(stack, 48)
+    assert lessons(stack)[:2] == ["Day 1", "Day 2"]
