@@ -3,10 +3,9 @@
 Each signal is read by a plain function that returns values, then judged
 against the thresholds in the settings (DRIP_HEALTH_*) as green, amber or red.
 
-Two clocks are in play. The schedule (due_at, next_due_at) runs on the
-services clock, which tests move by hand; the tick heartbeat, sent_at and send
-leases are stamped with the wall clock by dispatch.py and sending.py. Each
-signal is measured against the clock its rows were written with.
+Two clocks are in play. Everything drip schedules and records runs on the
+services clock (tests move it by hand), but dispatch.py stamps the tick
+heartbeat with the wall clock, so the tick's age is measured against that.
 """
 
 from __future__ import annotations
@@ -212,7 +211,7 @@ def read_last_tick(session: Session) -> Tick | None:
     return None if beat is None else Tick(beat.at, dict(beat.detail or {}))
 
 
-def failed_recently(session: Session, wall_now: datetime, lease_seconds: int) -> int:
+def failed_recently(session: Session, now: datetime, lease_seconds: int) -> int:
     """Deliveries whose last send attempt, within the last hour, failed.
 
     Failed (permanent) and retrying (transient, rate limited, outcome
@@ -221,7 +220,7 @@ def failed_recently(session: Session, wall_now: datetime, lease_seconds: int) ->
     Deliveries held back by refused credentials are not failures of their own:
     the circuit signal shows them.
     """
-    since = wall_now - FAILURE_WINDOW + timedelta(seconds=lease_seconds)
+    since = now - FAILURE_WINDOW + timedelta(seconds=lease_seconds)
     failing = Delivery.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.RETRYING.value])
     count = session.scalar(select(func.count()).where(failing, Delivery.lease_until >= since))
     return int(count or 0)
@@ -361,8 +360,7 @@ def unreachable(key: str, label: str, what: str, exc: Exception) -> Signal:
 def check(database: Database, settings: Settings, celery: Celery, now: datetime) -> Report:
     """Every health signal, in the order the dashboard shows them.
 
-    `now` is the services clock (the schedule's); the wall clock is read here
-    for the rows dispatch and sending stamp with it.
+    `now` is the services clock; the wall clock is read here for the tick heartbeat.
     """
     wall_now = datetime.now(UTC)
     backlog, tick, failures = _database_signals(database, settings, now, wall_now)
@@ -377,7 +375,7 @@ def _database_signals(
         with database.session() as session:
             backlog = read_backlog(session, now)
             tick = read_last_tick(session)
-            failures = failed_recently(session, wall_now, settings.lease_seconds)
+            failures = failed_recently(session, now, settings.lease_seconds)
     except SQLAlchemyError as exc:
         return [
             unreachable("backlog", "Due-but-unsent backlog", "the database", exc),

@@ -31,11 +31,13 @@ class DripCollector(Collector):
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
-        wall_now = datetime.now(UTC)
+        # The tick heartbeat is stamped with the wall clock (dispatch.py), the rest with
+        # the services clock.
+        now, wall_now = self.services.now(), datetime.now(UTC)
         with self.services.database.session() as session:
             yield from _deliveries(session)
-            yield from _sending(session, wall_now, self.services.settings.lease_seconds)
-            yield from _backlog(session, self.services.now())
+            yield from _sending(session, now, self.services.settings.lease_seconds)
+            yield from _backlog(session, now)
             yield from _subscribers(session)
             yield from _events(session)
             yield from _tick(session, wall_now)
@@ -65,8 +67,8 @@ def _deliveries(session: Session) -> Iterator[Metric]:
     yield family
 
 
-def _sending(session: Session, wall_now: datetime, lease_seconds: int) -> Iterator[Metric]:
-    sent = stats.sent_since(session, wall_now - SENDS_WINDOW)
+def _sending(session: Session, now: datetime, lease_seconds: int) -> Iterator[Metric]:
+    sent = stats.sent_since(session, now - SENDS_WINDOW)
     yield _gauge(
         "drip_sends_per_second",
         "Lessons sent per second over the last minute.",
@@ -75,7 +77,7 @@ def _sending(session: Session, wall_now: datetime, lease_seconds: int) -> Iterat
     yield _gauge(
         "drip_failures_last_hour",
         "Deliveries whose last send attempt, in the last hour, failed.",
-        health.failed_recently(session, wall_now, lease_seconds),
+        health.failed_recently(session, now, lease_seconds),
     )
     family = GaugeMetricFamily(
         "drip_send_errors",
