@@ -56,7 +56,8 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_config(settings))
-    celery.set_default()
+    # Not made the process default: we always queue through this app object
+    # (tasks.enqueue), and a test process builds several apps side by side.
     # Importing registers the @shared_task functions with this app.
     import drip.tasks  # noqa: F401
 

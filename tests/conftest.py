@@ -176,7 +176,6 @@ def stack_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Stack]]:
     """Builds the app once per module and backend, with a real in-process Celery worker."""
-    import redis
 
     var_dir = tmp_path_factory.mktemp(f"var-{backend}")
     database_url = database_url_for(backend, request, var_dir)
@@ -185,10 +184,8 @@ def stack_factory(
     def factory(**overrides: Any) -> Stack:
         if "stack" in built:
             return built["stack"]
+        # No flushdb: queues are per run, and another run may share this Redis.
         settings = make_settings(backend, database_url, redis_url, var_dir, **overrides)
-        client = redis.Redis.from_url(settings.redis_url)
-        client.flushdb()
-        client.close()
         clock = FakeClock(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
         app = create_app(settings, clock=clock)
         services: Services = app.extensions["drip"]
