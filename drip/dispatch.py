@@ -9,6 +9,7 @@ ticks or two workers at once waste a query at worst, never send twice.
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -309,6 +310,7 @@ def run_tick(
     nothing is handed out, so the backlog grows in plain sight, except a probe
     of at most ``batch_size`` deliveries every ``probe_seconds``; see drip/circuit.py.
     """
+    started = time.monotonic()
     report = TickReport()
     report.circuit_open = circuit.status(database).open
 
@@ -351,6 +353,7 @@ def run_tick(
             "materialized": report.materialized,
             "dispatched": report.dispatched,
             "circuit_open": report.circuit_open,
+            "duration": round(time.monotonic() - started, 4),
         },
     )
     return report

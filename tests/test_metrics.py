@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from drip import health
-from drip.models import Delivery, Event, Subscriber
+from drip.models import Delivery, Event, Heartbeat, Subscriber
 from drip.sink import Sink
 from tests.conftest import Stack
 from tests.test_admin import (
@@ -128,6 +128,11 @@ def test_sends_per_second_and_the_tick_come_from_the_rows(stack: Stack, known: K
     assert value(samples, "drip_last_tick_age_seconds") < 60
     assert value(samples, "drip_last_tick_materialized") == 2
     assert value(samples, "drip_sending_circuit_open") == 0
+    with stack.session() as session:
+        beat = session.get(Heartbeat, "tick")
+        assert beat is not None
+    assert value(samples, "drip_tick_duration_seconds") == pytest.approx(beat.detail["duration"])
+    assert 0 < beat.detail["duration"] < 30
 
 
 def test_backlog_and_queue_depth_match_the_database_and_redis(
