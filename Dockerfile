@@ -5,7 +5,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY drip ./drip
 COPY course ./course
-RUN pip install --no-cache-dir . && useradd --create-home drip && mkdir -p /app/var && chown drip /app/var
+RUN pip install --no-cache-dir ".[ops]" && useradd --create-home drip && mkdir -p /app/var && chown drip /app/var
 USER drip
 EXPOSE 5000
 CMD ["gunicorn", "--workers", "4", "--bind", "0.0.0.0:5000", "drip.wsgi:app"]
