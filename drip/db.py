@@ -54,6 +54,12 @@ class Database:
             engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         else:
             engine_options.setdefault("pool_pre_ping", True)
+            # psycopg prepares a statement after five runs and PostgreSQL then
+            # plans it once for any parameters: for "id IN (1000 ids) AND
+            # status = 'queued'" that generic plan scans every queued row
+            # through the partial index instead of a thousand primary-key
+            # lookups (measured: 1 s instead of 10 ms a batch at 1M rows).
+            engine_options.setdefault("connect_args", {"prepare_threshold": None})
         self.engine = create_engine(self.url, **engine_options)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
