@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from drip.cli import main
 from drip.importer import (
     ImportContext,
     ImportReport,
@@ -22,23 +20,11 @@ from drip.models import Consent, Enrollment, Subscriber, Suppression
 from drip.privacy import erase
 from drip.subscriptions import email_hash
 from drip.validation import InvalidInput, clean_email, clean_first_name
+from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
 from tests.mailbox import messages
 
 HEADER = "email,first_name,timezone\n"
-
-
-def run_cli(stack: Stack, *args: str) -> Result:
-    """The real `drip` command, configured like the stack (its database, key and course)."""
-    settings = stack.services.settings
-    env = {
-        "DRIP_DATABASE_URL": settings.database_url,
-        "DRIP_SECRET_KEY": settings.secret_key,
-        "DRIP_COURSE_DIR": str(settings.course_dir),
-        "DRIP_VAR_DIR": str(settings.var_dir),
-        "DRIP_BASE_URL": settings.base_url,
-    }
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def write_csv(tmp_path: Path, body: str, name: str = "people.csv") -> Path:

@@ -11,12 +11,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from drip import dispatch
 from drip.models import Delivery, Enrollment, Subscriber
 from tests.browser import chromium, live_server
+from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages
 
@@ -228,16 +228,7 @@ def test_download_my_data_is_a_json_attachment_with_what_the_cli_exports(stack: 
 
 
 def export_with_the_cli(stack: Stack) -> str:
-    from drip.cli import main
-
-    settings = stack.services.settings
-    env = {
-        "DRIP_DATABASE_URL": settings.database_url,
-        "DRIP_SECRET_KEY": settings.secret_key,
-        "DRIP_COURSE_DIR": str(settings.course_dir),
-        "DRIP_VAR_DIR": str(settings.var_dir),
-    }
-    result = CliRunner().invoke(main, ["subscribers", "export", EMAIL], env=env)
+    result = run_cli(stack, "subscribers", "export", EMAIL)
     assert result.exit_code == 0, result.output
     return result.stdout
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from drip import dispatch, sending
@@ -21,25 +20,11 @@ from drip.models import (
     Suppression,
 )
 from drip.subscriptions import email_hash
+from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages
 
 EMAIL = "private@example.com"
-
-
-def run_cli(stack: Stack, *args: str) -> Result:
-    """The real `drip` command, configured like the stack (its database, key and course)."""
-    from drip.cli import main
-
-    settings = stack.services.settings
-    env = {
-        "DRIP_DATABASE_URL": settings.database_url,
-        "DRIP_SECRET_KEY": settings.secret_key,
-        "DRIP_COURSE_DIR": str(settings.course_dir),
-        "DRIP_VAR_DIR": str(settings.var_dir),
-        "DRIP_BASE_URL": settings.base_url,
-    }
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def subscribe_and_get_lesson_one(stack: Stack, email: str = EMAIL) -> EmailMessage:
