@@ -16,8 +16,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, false, literal, null, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Table,
+    and_,
+    bindparam,
+    false,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from drip import circuit
@@ -89,39 +103,130 @@ def materialize_due(
     """
     result = Materialized()
     while True:
-        with database.session() as session:
-            rows = session.execute(
-                _locking(
-                    select(
-                        Enrollment.id,
-                        Enrollment.subscriber_id,
-                        Enrollment.next_lesson,
-                        Enrollment.next_due_at,
-                        Subscriber.timezone,
-                        Subscriber.send_hour,
-                    )
-                    .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-                    .where(
-                        Enrollment.status == EnrollmentStatus.ACTIVE.value,
-                        Enrollment.course_slug == course.slug,
-                        Enrollment.next_due_at <= now,
-                    )
-                    .order_by(Enrollment.next_due_at)
-                    .limit(MATERIALIZE_CHUNK),
-                    session,
-                )
-            ).all()
-            if not rows:
-                return result
-            created = _create_deliveries(session, course, [row.id for row in rows], now, hand_out)
-            _advance_enrollments(session, course, rows, now, day_seconds)
-            result.count += len(rows)
-            if hand_out and on_chunk is None:
-                result.handed_out.extend(created)
+        locked, created = _materialize_chunk(database, course, now, day_seconds, hand_out)
+        result.count += locked
+        if hand_out and on_chunk is None:
+            result.handed_out.extend(created)
         if hand_out and on_chunk is not None and created:
             on_chunk(created)
-        if len(rows) < MATERIALIZE_CHUNK:
+        if locked < MATERIALIZE_CHUNK:
             return result
+
+
+def _materialize_chunk(
+    database: Database, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    """One chunk: (enrollments moved on, deliveries created and handed out)."""
+    if not database.is_sqlite:
+        try:
+            with database.session() as session:
+                return _materialize_chunk_in_sql(session, course, now, day_seconds, hand_out)
+        except DataError:
+            # A time zone PostgreSQL does not know (its tz database is older than
+            # Python's): the same chunk, computed in Python, cannot fail that way.
+            pass
+    with database.session() as session:
+        return _materialize_chunk_in_python(session, course, now, day_seconds, hand_out)
+
+
+# PostgreSQL does the whole chunk in one statement: lock, move on, insert.
+# Its "local date + 1 day at the send hour AT TIME ZONE" resolves a missing or
+# doubled local hour the same way as schedule.local_send_time.
+_MATERIALIZE_SQL = text(
+    """
+    WITH due AS (
+        SELECT e.id, e.subscriber_id, e.next_lesson, e.next_due_at, s.timezone,
+               COALESCE(s.send_hour, :course_hour) AS send_hour
+        FROM enrollments AS e JOIN subscribers AS s ON s.id = e.subscriber_id
+        WHERE e.status = 'active' AND e.course_slug = :slug AND e.next_due_at <= :now
+        ORDER BY e.next_due_at
+        LIMIT :chunk
+        FOR UPDATE OF e SKIP LOCKED
+    ), moved AS (
+        UPDATE enrollments AS e
+        SET next_lesson = due.next_lesson + 1,
+            status = CASE WHEN due.next_lesson >= :last THEN 'completed' ELSE 'active' END,
+            completed_at = CASE WHEN due.next_lesson >= :last THEN :now END,
+            next_due_at = CASE
+                WHEN due.next_lesson >= :last THEN NULL
+                WHEN :day_seconds <> 86400
+                    THEN due.next_due_at + make_interval(secs => :day_seconds)
+                ELSE ((due.next_due_at AT TIME ZONE due.timezone)::date + 1
+                      + make_interval(hours => due.send_hour)) AT TIME ZONE due.timezone
+            END
+        FROM due
+        WHERE e.id = due.id AND e.next_lesson = due.next_lesson
+        RETURNING e.id
+    ), created AS (
+        INSERT INTO deliveries (
+            enrollment_id, subscriber_id, course_slug, lesson, status, due_at, created_at,
+            enqueued_at, attempts, message_id, error, possible_duplicate, provider_status)
+        SELECT due.id, due.subscriber_id, :slug, due.next_lesson, 'queued', due.next_due_at,
+               :now, :enqueued_at, 0, '', '', false, ''
+        FROM due
+        WHERE due.next_lesson <= :last
+        ON CONFLICT DO NOTHING
+        RETURNING id, lesson
+    )
+    SELECT counted.locked, created.id, created.lesson
+    FROM (SELECT count(*) AS locked FROM moved) AS counted
+    LEFT JOIN created ON true
+    """
+).bindparams(
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("enqueued_at", type_=DateTime(timezone=True)),
+    bindparam("day_seconds", type_=Float()),
+)
+
+
+def _materialize_chunk_in_sql(
+    session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    rows = session.execute(
+        _MATERIALIZE_SQL,
+        {
+            "course_hour": course.send_hour,
+            "slug": course.slug,
+            "now": now,
+            "chunk": MATERIALIZE_CHUNK,
+            "last": len(course.lessons),
+            "day_seconds": float(day_seconds),
+            "enqueued_at": now if hand_out else None,
+        },
+    ).all()
+    locked = rows[0].locked if rows else 0
+    return locked, [(row.id, row.lesson) for row in rows if row.id is not None]
+
+
+def _materialize_chunk_in_python(
+    session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    rows = session.execute(
+        _locking(
+            select(
+                Enrollment.id,
+                Enrollment.subscriber_id,
+                Enrollment.next_lesson,
+                Enrollment.next_due_at,
+                Subscriber.timezone,
+                Subscriber.send_hour,
+            )
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.status == EnrollmentStatus.ACTIVE.value,
+                Enrollment.course_slug == course.slug,
+                Enrollment.next_due_at <= now,
+            )
+            .order_by(Enrollment.next_due_at)
+            .limit(MATERIALIZE_CHUNK),
+            session,
+        )
+    ).all()
+    if not rows:
+        return 0, []
+    created = _create_deliveries(session, course, [row.id for row in rows], now, hand_out)
+    _advance_enrollments(session, course, rows, now, day_seconds)
+    return len(rows), created
 
 
 def _create_deliveries(

@@ -37,11 +37,12 @@ def local_send_time(day: date, send_hour: int, tz: ZoneInfo) -> datetime:
     """The UTC instant of `send_hour`:00 on `day` in `tz`.
 
     A send hour that does not exist that day (spring forward) lands an hour
-    later; one that happens twice (fall back) is the first of the two.
+    later; one that happens twice (fall back) is the second of the two. Both
+    are the later of PEP 495's two readings, and what PostgreSQL's AT TIME
+    ZONE answers, so the tick's SQL and this function always agree.
     """
-    # zoneinfo resolves fold=0 with the offset in force before the transition,
-    # which gives exactly those two rules (PEP 495).
-    return datetime.combine(day, time(send_hour), tzinfo=tz).astimezone(UTC)
+    wall = datetime.combine(day, time(send_hour), tzinfo=tz)
+    return max(wall.astimezone(UTC), wall.replace(fold=1).astimezone(UTC))
 
 
 def following_due_at(

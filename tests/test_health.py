@@ -225,13 +225,13 @@ def test_a_stopped_worker_is_red_and_the_backlog_and_queue_grow(ops: Ops) -> Non
     ops.stack.tick()
     # A restarted worker answers the inspect ping within a moment, not at once:
     # on a loaded machine the first 0.3 s ping can go unanswered.
-    wait_for(
-        lambda: (
-            tuple(ops.levels()[name] for name in ("workers", "queue", "backlog"))
-            == (Level.GREEN,) * 3
-        ),
-        timeout=10,
-    )
+    def recovered() -> bool:
+        report = ops.check()
+        levels = tuple(report.signal(name).level for name in ("workers", "queue", "backlog"))
+        print({name: report.signal(name).value for name in ("workers", "queue", "backlog")})
+        return levels == (Level.GREEN,) * 3
+
+    wait_for(recovered, timeout=10)
 
 
 def test_a_stale_tick_turns_amber_then_red(ops: Ops) -> None:
