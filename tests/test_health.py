@@ -223,6 +223,7 @@ def test_a_stopped_worker_is_red_and_the_backlog_and_queue_grow(ops: Ops) -> Non
     ops.worker.start()
     wait_for(lambda: open_deliveries(ops.stack) == 0, timeout=20)
     ops.stack.tick()
+
     # A restarted worker answers the inspect ping within a moment, not at once:
     # on a loaded machine the first 0.3 s ping can go unanswered.
     def recovered() -> bool:
