@@ -44,7 +44,9 @@ def free_port() -> int:
 
 class EmbeddedRedis:
     def __init__(self, directory: Path, port: int | None = None) -> None:
-        self.directory = directory
+        # Absolute: redis-server changes into --dir before it opens --logfile,
+        # so a relative log path would be looked up twice over.
+        self.directory = directory.resolve()
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
