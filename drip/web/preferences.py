@@ -6,7 +6,6 @@ POST that redirects back to the page (unsubscribe posts to /u/<token>).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -21,6 +20,7 @@ from drip import preferences, privacy
 from drip import tokens as purposes
 from drip.schedule import zone
 from drip.services import Services, current_services
+from drip.tasks import kick_tick
 from drip.tokens import InvalidToken
 from drip.validation import InvalidInput, clean_timezone
 
@@ -114,7 +114,7 @@ def resume(token: str) -> Response:
         ),
     )
     if done:
-        _kick_tick()
+        kick_tick()
     return _back(
         token,
         done,
@@ -132,7 +132,7 @@ def restart(token: str) -> Response:
         ),
     )
     if done:
-        _kick_tick()
+        kick_tick()
     return _back(
         token,
         done,
@@ -212,14 +212,3 @@ def erase(token: str) -> str:
     if not erased:
         abort(404, description="this link is no longer valid")
     return render_template("preferences.html", course=services.course, view="erased")
-
-
-def _kick_tick() -> None:
-    from kombu.exceptions import OperationalError
-
-    from drip.tasks import enqueue
-
-    # Lesson 1 of a restart should not wait for the next periodic tick; if the
-    # broker is down, that tick still finds it due in the database.
-    with contextlib.suppress(OperationalError):
-        enqueue("drip.tick")

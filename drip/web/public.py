@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -13,6 +11,7 @@ from drip.clicks import record_click
 from drip.extensions import csrf
 from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.services import current_services
+from drip.tasks import kick_tick
 from drip.tokens import InvalidToken
 from drip.validation import InvalidInput, clean_signup
 from drip.web.signup import ConfirmationQueueDown, sign_up
@@ -99,18 +98,8 @@ def confirm(token: str) -> tuple[str, int] | str:
         return render_template("invalid_link.html"), 410
     if outcome.newly_enrolled:
         # Lesson 1 goes within seconds, not at the next scheduled tick.
-        _kick_tick()
+        kick_tick()
     return render_template("confirmed.html", course=services.course)
-
-
-def _kick_tick() -> None:
-    from kombu.exceptions import OperationalError
-
-    from drip.tasks import enqueue
-
-    # If the broker is down, the periodic tick picks lesson 1 up: it is due in the database.
-    with contextlib.suppress(OperationalError):
-        enqueue("drip.tick")
 
 
 @blueprint.get("/u/<token>")

@@ -6,16 +6,15 @@ goes back to the page it came from with a one-line message.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from flask import flash, redirect, url_for
-from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from drip.preferences import Timing
 from drip.services import current_services
+from drip.tasks import kick_tick
 from drip.web.admin import actions
 from drip.web.admin.blueprint import actor, blueprint
 
@@ -27,14 +26,6 @@ def _run(action: Callable[[Session], bool], done: str, refused: str) -> bool:
     return acted
 
 
-def _kick_tick() -> None:
-    from drip.tasks import enqueue
-
-    # A retried delivery goes at the next tick anyway; this makes it now. No broker, no hurry.
-    with contextlib.suppress(OperationalError):
-        enqueue("drip.tick")
-
-
 @blueprint.post("/deliveries/<int:delivery_id>/retry")
 def retry_delivery(delivery_id: int) -> Response:
     now = current_services().now()
@@ -43,7 +34,7 @@ def retry_delivery(delivery_id: int) -> Response:
         f"Delivery {delivery_id} goes again at the next tick.",
         f"Delivery {delivery_id} is not failed or retrying any more; nothing changed.",
     ):
-        _kick_tick()
+        kick_tick()
     return redirect(url_for("admin.deliveries_page"), code=303)
 
 
