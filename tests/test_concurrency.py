@@ -123,3 +123,20 @@ def test_a_crashed_send_is_reclaimed_after_its_lease_and_flagged(stack: Stack) -
         flags = session.scalars(select(Delivery.possible_duplicate)).all()
         assert flags == [True, True, True]
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 3
+
+
+def test_a_time_zone_the_database_does_not_know_cannot_stop_the_tick(stack: Stack) -> None:
+    """PostgreSQL computes due times itself; a zone its tz database lacks falls back to Python."""
+    ids = confirmed_subscribers(stack, 3)
+    with stack.session() as session:
+        odd = session.get(Subscriber, ids[1])
+        assert odd is not None
+        odd.timezone = "Mars/Olympus_Mons"  # as if Python's tz list knew a zone PostgreSQL does not
+    report = stack.tick()
+    assert report.materialized == 3
+    wait_until(lambda: len(messages(stack.outbox)) == 3)
+    with stack.session() as session:
+        from drip.models import Enrollment
+
+        due = session.scalars(select(Enrollment.next_due_at).order_by(Enrollment.id)).all()
+    assert all(moment is not None for moment in due)
