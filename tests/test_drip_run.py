@@ -1,4 +1,4 @@
-"""The one command: `drip run` starts Redis, web, worker and beat, runs a course, stops on Ctrl-C."""
+"""The one command: `drip run` starts Redis, web, worker and beat, runs a course, stops."""
 
 from __future__ import annotations
 
