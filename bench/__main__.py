@@ -26,10 +26,10 @@ from pathlib import Path
 
 import psycopg
 
+from drip.cli.embedded_redis import free_port
 from drip.config import Settings
-from drip.db import Database
-from drip.embedded_redis import free_port
-from drip.migrate import upgrade
+from drip.data.db import Database
+from drip.data.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "SG.bench-key.local-only"
@@ -83,7 +83,7 @@ def seed(url: str, count: int) -> None:
 
 
 def course_slug() -> str:
-    from drip.course import load_course
+    from drip.course.loader import load_course
 
     return load_course(ROOT / "course").slug
 
@@ -133,8 +133,8 @@ def environment(
 def run_path(
     label: str, url: str, settings: Settings, sink_url: str, count: int, batch_size: int
 ) -> Result:
-    from drip import dispatch
     from drip.app import create_app
+    from drip.sending import dispatch
 
     seed(url, count)
     app = create_app(settings.with_overrides(batch_size=batch_size))

@@ -5,12 +5,24 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from drip import limits
 from drip.celery_app import celery_init_app
+from drip.clock import Clock
 from drip.config import Settings, load_settings
-from drip.extensions import csrf
-from drip.logs import configure_logging
-from drip.services import Clock, build_services
+from drip.ops.logs import configure_logging
+from drip.services import build_services
+from drip.web import (
+    api,
+    errors,
+    limits,
+    metrics_endpoint,
+    outbox_viewer,
+    preferences_page,
+    probes,
+    public,
+    sendgrid_webhook,
+)
+from drip.web.admin import routes as admin_routes
+from drip.web.extensions import csrf
 
 MAX_REQUEST_BYTES = 64 * 1024  # a signup is a few hundred bytes; a 1 MB body is refused with 413
 
@@ -40,25 +52,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from drip.web import api, errors, health, preferences, public, webhooks
-
     app.register_blueprint(public.blueprint)
-    app.register_blueprint(preferences.blueprint)
+    app.register_blueprint(preferences_page.blueprint)
     app.register_blueprint(api.blueprint)
     csrf.exempt(api.blueprint)
-    app.register_blueprint(webhooks.blueprint)
-    csrf.exempt(webhooks.blueprint)  # signed by SendGrid instead
-    app.register_blueprint(health.blueprint)
-    _register_operator_routes(app, settings)
+    app.register_blueprint(sendgrid_webhook.blueprint)
+    csrf.exempt(sendgrid_webhook.blueprint)  # signed by SendGrid instead
+    app.register_blueprint(probes.blueprint)
+    app.register_blueprint(metrics_endpoint.blueprint)
+    admin_routes.init_app(app, settings)
     errors.init_app(app)
     if settings.email_backend == "outbox":
-        from drip.web import outbox
-
-        app.register_blueprint(outbox.blueprint)
-
-
-def _register_operator_routes(app: Flask, settings: Settings) -> None:
-    from drip.web import admin, metrics
-
-    app.register_blueprint(metrics.blueprint)
-    admin.init_app(app, settings)
+        app.register_blueprint(outbox_viewer.blueprint)

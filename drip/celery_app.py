@@ -7,21 +7,23 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+from drip import tasks
 from drip.config import Settings
 
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+# Each @shared_task in these modules joins every Celery app built here.
+TASK_MODULES = (tasks,)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    broker = settings.redis_url or DEFAULT_BROKER
     return {
-        "broker_url": broker,
+        "broker_url": settings.broker_url,
         "task_ignore_result": True,
         "task_default_queue": settings.task_queue,
         "result_backend": None,
         # Send tasks claim their rows before acting, so running one twice is
         # harmless; acks_late then means a killed worker loses nothing
-        # (FACTS: acks_late only for idempotent tasks, prefetch 1, reject on lost).
+        # (Celery's docs: acks_late only for idempotent tasks, with prefetch 1 and
+        # task_reject_on_worker_lost, or a SIGKILLed child's task is acked anyway).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
@@ -39,7 +41,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": max(settings.tick_seconds * 2, 5)},
             },
             "drip-housekeeping": {
-                "task": "drip.housekeeping",
+                "task": "drip.subscribers.housekeeping",
                 "schedule": 600.0,
                 "options": {"expires": 600},
             },
@@ -57,9 +59,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_config(settings))
     # Not made the process default: we always queue through this app object
-    # (tasks.enqueue), and a test process builds several apps side by side.
-    # Importing registers the @shared_task functions with this app.
-    import drip.tasks  # noqa: F401
+    # (services.enqueue), and a test process builds several apps side by side.
 
     app.extensions["celery"] = celery
     return celery

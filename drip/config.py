@@ -1,7 +1,7 @@
 """Settings: the only module that reads the environment.
 
 Every variable is read and checked once, at start; a bad value fails with a
-message naming the variable (STYLE habit 2). Secrets may come from ``NAME_FILE``.
+message naming the variable. Secrets may come from ``NAME_FILE``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_VAR_DIR = Path("var")
+# Where Redis is looked for when DRIP_REDIS_URL is unset outside `drip run`.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class ConfigError(Exception):
@@ -61,12 +63,11 @@ class Settings:
     health_queue_depth: tuple[float, float] = (100.0, 1000.0)  # send tasks waiting in Redis
     health_failures: tuple[float, float] = (5.0, 50.0)  # failed sends in the last hour
     health_inspect_timeout: float = 1.0  # how long to wait for workers to answer a ping
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def is_demo_clock(self) -> bool:
-        """A short course day: send-hour rules fall away (DESIGN: DRIP_DAY_SECONDS)."""
-        return self.day_seconds != 86400
+    def broker_url(self) -> str:
+        """The Redis that Celery, the rate limits and the send rate share."""
+        return self.redis_url or DEFAULT_REDIS_URL
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -1,26 +1,28 @@
-"""What the app, the tasks and the CLI share: settings, database, course, mailer, links, clock."""
+"""The dependencies that views, tasks and CLI commands hand to the use cases.
+
+Built once per process from the settings: database, course, mailer, links and
+the clock. Below the use cases in the layers, so any of them may take it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
 from flask import current_app
+from kombu.exceptions import OperationalError
 
+from drip.clock import Clock, system_clock
 from drip.config import Settings
-from drip.course import Course, load_course
-from drip.db import Database
+from drip.course.loader import load_course
+from drip.course.model import Course
+from drip.data.db import Database
 from drip.mail.base import Mailer
 from drip.mail.factory import make_mailer
-from drip.sending import Links
-from drip.tokens import Tokens
-
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+from drip.sending.rate import RateLimitedMailer, SendRate
+from drip.tokens import Links, Tokens
 
 
 @dataclass
@@ -43,13 +45,37 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings,
         database=Database(settings.database_url),
         course=load_course(settings.course_dir, affiliate_url=settings.affiliate_url),
-        mailer=make_mailer(settings),
+        mailer=_mailer(settings),
         tokens=tokens,
         links=Links(settings.base_url, tokens),
         clock=clock or system_clock,
     )
 
 
+def _mailer(settings: Settings) -> Mailer:
+    mailer = make_mailer(settings)
+    if settings.send_rate:
+        # DRIP_SEND_RATE is one budget for every worker, so it lives in the shared Redis.
+        return RateLimitedMailer(mailer, SendRate.from_url(settings.broker_url, settings.send_rate))
+    return mailer
+
+
 def current_services() -> Services:
     services: Services = current_app.extensions["drip"]
     return services
+
+
+def enqueue(task_name: str, *args: Any) -> None:
+    """Queue a task by name on this Flask app's own Celery app (tests run more than one app).
+
+    By name, so that views and use cases never import the task module.
+    """
+    current_app.extensions["celery"].send_task(task_name, args=list(args))
+
+
+def kick_tick() -> None:
+    """Run a tick now rather than at the next beat (lesson 1 after confirming, a restart,
+    an operator's retry). If the broker is down the periodic tick still finds the work:
+    it is due in the database."""
+    with contextlib.suppress(OperationalError):
+        enqueue("drip.tick")

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from flask import current_app
 
-from drip import confirmations, dispatch, housekeeping, sending
-from drip.services import current_services
+from drip.sending import delivery, dispatch
+from drip.services import current_services, enqueue
+from drip.subscribers import confirmations, housekeeping
 
 log = logging.getLogger(__name__)
-
-
-def enqueue(task_name: str, *args: Any) -> None:
-    """Queue a task on this Flask app's own Celery app (tests run more than one app)."""
-    current_app.extensions["celery"].send_task(task_name, args=list(args))
-
-
-def kick_tick() -> None:
-    """Run a tick now rather than at the next beat (lesson 1 after confirming, a restart,
-    an operator's retry). If the broker is down the periodic tick still finds the work:
-    it is due in the database."""
-    from kombu.exceptions import OperationalError
-
-    with contextlib.suppress(OperationalError):
-        enqueue("drip.tick")
 
 
 @shared_task(name="drip.tick")
@@ -65,7 +49,7 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
 @shared_task(name="drip.send_batch")
 def send_batch(delivery_ids: list[int]) -> dict[str, Any]:
     services = current_services()
-    report = sending.send_batch(
+    report = delivery.deliver_batch(
         services.database,
         services.course,
         services.mailer,
@@ -97,7 +81,7 @@ def send_confirmation(subscriber_id: int, consent_id: int) -> bool:
     return confirmations.send_confirmation(services, subscriber_id, consent_id)
 
 
-@shared_task(name="drip.housekeeping")
+@shared_task(name="drip.subscribers.housekeeping")
 def run_housekeeping() -> dict[str, int]:
     services = current_services()
     return housekeeping.run(services)

@@ -1,4 +1,5 @@
-"""Signed, opaque tokens for links in emails. They carry ids, never an address.
+"""Signed, opaque tokens for links in emails, and the links built from them. They carry
+ids, never an address.
 
 A token is the ids in base 36, joined by dots, signed with itsdangerous's
 Signer (HMAC) under a salt per purpose. Three are made for every recipient of
@@ -8,6 +9,7 @@ serializer classes, with their JSON and compression, cost ten times as much.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
@@ -15,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 # One salt per purpose, so a token made for one link never works for another.
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
-PREFERENCES = "drip.preferences"
+PREFERENCES = "drip.subscribers.preferences"
 CLICK = "drip.click"
 PURPOSES = (CONFIRM, UNSUBSCRIBE, PREFERENCES, CLICK)
 MAX_TOKEN_LENGTH = 200
@@ -86,3 +88,24 @@ class Tokens:
         except BadSignature as exc:
             raise InvalidToken("this link is not valid") from exc
         return _decode(payload.decode("ascii"))
+
+
+@dataclass(frozen=True)
+class Links:
+    """The absolute, signed links one email carries; built by the server, never by a template."""
+
+    base_url: str
+    tokens: Tokens
+
+    def unsubscribe(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/u/{self.tokens.make(UNSUBSCRIBE, subscriber_id)}"
+
+    def preferences(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/p/{self.tokens.make(PREFERENCES, subscriber_id)}"
+
+    def click(self, delivery_id: int) -> str:
+        return f"{self.base_url}/r/{self.tokens.make(CLICK, delivery_id)}"
+
+    def confirm(self, subscriber_id: int, consent_id: int) -> str:
+        token = self.tokens.make(CONFIRM, subscriber_id, consent_id)
+        return f"{self.base_url}/confirm/{token}"

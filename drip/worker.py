@@ -1,6 +1,6 @@
 """Entry point for `celery -A drip.worker:celery` (celery cannot call an app factory itself)."""
 
-from drip import create_app
+from drip.app import create_app
 
 app = create_app()
 celery = app.extensions["celery"]

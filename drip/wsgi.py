@@ -1,5 +1,5 @@
 """Entry point for gunicorn (`gunicorn drip.wsgi:app`)."""
 
-from drip import create_app
+from drip.app import create_app
 
 app = create_app()

@@ -22,9 +22,9 @@ from sqlalchemy import text
 
 from drip.app import create_app
 from drip.config import Settings
-from drip.db import Database
-from drip.migrate import upgrade
-from drip.models import Base
+from drip.data.db import Database
+from drip.data.migrate import upgrade
+from drip.data.models import Base
 from drip.services import Services
 from tests import services as real
 

@@ -18,16 +18,16 @@ from datetime import time as day_time
 from typing import Any
 
 import pytest
+from drip_devtools.sendgrid_sink import Sink
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 from sqlalchemy import func, insert, select
 
-from drip import subscriptions
 from drip.app import create_app
-from drip.models import AuditEntry, Click, Delivery, Enrollment, Event, Subscriber
-from drip.sink import Sink
-from drip.validation import SignupInput
+from drip.data.models import AuditEntry, Click, Delivery, Enrollment, Event, Subscriber
+from drip.subscribers import subscriptions
+from drip.subscribers.validation import SignupInput
 from drip.web.admin import attempts
 from tests.conftest import Stack, clear_tables, wait_until
 from tests.mailbox import csrf_token

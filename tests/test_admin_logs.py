@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from drip.config import Settings
-from drip.logs import DripHandler, configure_logging, mask_emails
+from drip.ops.logs import DripHandler, configure_logging, mask_emails
 
 
 @pytest.fixture()
@@ -38,12 +38,12 @@ def test_json_lines_carry_extra_fields_and_mask_addresses(
     root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging(Settings(log_json=True))
-    logging.getLogger("drip.sending").warning(
+    logging.getLogger("drip.sending.delivery").warning(
         "refused %s", "eve@example.com", extra={"delivery_ids": [7, 8], "to": "eve@example.com"}
     )
     (line,) = emitted(capsys)
     entry = json.loads(line)
-    assert entry["level"] == "warning" and entry["logger"] == "drip.sending"
+    assert entry["level"] == "warning" and entry["logger"] == "drip.sending.delivery"
     assert entry["message"] == "refused e***@example.com"
     assert entry["delivery_ids"] == [7, 8]
     assert entry["to"] == "e***@example.com"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from drip.models import Consent, Subscriber
+from drip.data.models import Consent, Subscriber
 from tests.conftest import Stack
 from tests.mailbox import csrf_token
 

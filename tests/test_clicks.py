@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from drip.models import Click
+from drip.data.models import Click
 from tests.conftest import Stack, wait_until
 from tests.mailbox import link, messages
 from tests.test_concurrency import confirmed_subscribers
@@ -49,7 +49,7 @@ def test_a_click_seconds_after_delivery_counts_as_a_scanner(stack: Stack) -> Non
     path = cta_path(stack)
     # The fake clock still stands at the send time: the click comes "within seconds".
     with stack.session() as session:
-        from drip.models import Delivery
+        from drip.data.models import Delivery
 
         delivery = session.scalars(select(Delivery)).one()
         delivery.sent_at = stack.clock() - timedelta(seconds=2)

@@ -8,12 +8,12 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from drip import subscriptions
-from drip.dispatch import claim_for_dispatch, materialize_due
-from drip.models import Delivery, Subscriber
-from drip.sending import send_batch
-from drip.subscriptions import ConsentContext
-from drip.validation import SignupInput
+from drip.data.models import Delivery, Subscriber
+from drip.sending.delivery import deliver_batch
+from drip.sending.dispatch import claim_for_dispatch, materialize_due
+from drip.subscribers import subscriptions
+from drip.subscribers.subscriptions import ConsentContext
+from drip.subscribers.validation import SignupInput
 from tests.conftest import Stack, wait_until
 from tests.mailbox import messages
 
@@ -89,7 +89,7 @@ def test_two_workers_sending_the_same_batch_send_it_once(stack: Stack) -> None:
     )
 
     def send() -> None:
-        send_batch(
+        deliver_batch(
             services.database,
             services.course,
             services.mailer,
@@ -136,7 +136,7 @@ def test_a_time_zone_the_database_does_not_know_cannot_stop_the_tick(stack: Stac
     assert report.materialized == 3
     wait_until(lambda: len(messages(stack.outbox)) == 3)
     with stack.session() as session:
-        from drip.models import Enrollment
+        from drip.data.models import Enrollment
 
         due = session.scalars(select(Enrollment.next_due_at).order_by(Enrollment.id)).all()
     assert all(moment is not None for moment in due)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from drip.models import Consent
+from drip.data.models import Consent
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages
 

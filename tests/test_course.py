@@ -1,4 +1,4 @@
-"""Loading and checking a course directory (drip.course)."""
+"""Loading and checking a course directory (drip.course.loader)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from drip.course import CourseError, Problem, check_course, load_course
+from drip.course.loader import check_course, load_course
+from drip.course.model import CourseError, Problem
 
 FIXTURES = Path(__file__).parent / "course_fixtures"
 SAMPLE = FIXTURES / "sample"

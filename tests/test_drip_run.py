@@ -15,7 +15,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
 
-from drip.embedded_redis import free_port
+from drip.cli.embedded_redis import free_port
 from tests.conftest import ROOT, wait_until
 
 THREE_DAY = ROOT / "tests" / "course_fixtures" / "three-day"

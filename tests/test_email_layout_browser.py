@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from drip import emails
-from drip.course import Course, load_course
+from drip.course import render
+from drip.course.loader import load_course
+from drip.course.model import Course
 from tests.browser import chromium
 
 pytestmark = pytest.mark.browser
@@ -23,7 +24,7 @@ FIXTURE_COURSE = Path(__file__).parent / "course_fixtures" / "sample"
 REAL_COURSE = ROOT / "course"
 BASE_URL = "https://drip.example"
 WIDTHS = (375, 600)
-VALUES = emails.personal_values(
+VALUES = render.personal_values(
     first_name="Alexandra",
     unsubscribe_url=f"{BASE_URL}/u/a-long-signed-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     cta_url=f"{BASE_URL}/r/another-long-signed-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
@@ -49,9 +50,9 @@ def browser() -> Iterator[Any]:
 def _emails(course: Course) -> Iterator[tuple[str, str]]:
     """(name, personalized HTML) for every lesson and the confirmation."""
     for lesson in course.lessons:
-        html, _ = emails.personalize(emails.render_lesson(course, lesson, BASE_URL), VALUES)
+        html, _ = render.personalize(render.render_lesson(course, lesson, BASE_URL), VALUES)
         yield f"{lesson.number:02d}", html
-    html, _ = emails.personalize(emails.render_confirmation(course, BASE_URL), VALUES)
+    html, _ = render.personalize(render.render_confirmation(course, BASE_URL), VALUES)
     yield "confirm", html
 
 
@@ -79,7 +80,7 @@ def test_every_email_fits_the_screen_without_sideways_scrolling(
 @pytest.mark.parametrize("width", WIDTHS)
 def test_disclosure_is_visible_right_under_the_button(browser: Any, width: int) -> None:
     course = load_course(FIXTURE_COURSE)
-    html, _ = emails.personalize(emails.render_lesson(course, course.lessons[0], BASE_URL), VALUES)
+    html, _ = render.personalize(render.render_lesson(course, course.lessons[0], BASE_URL), VALUES)
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.set_content(html)
 
@@ -96,7 +97,7 @@ def test_disclosure_is_visible_right_under_the_button(browser: Any, width: int) 
 
 def test_dark_mode_rules_apply_in_a_dark_browser(browser: Any) -> None:
     course = load_course(FIXTURE_COURSE)
-    html, _ = emails.personalize(emails.render_lesson(course, course.lessons[0], BASE_URL), VALUES)
+    html, _ = render.personalize(render.render_lesson(course, course.lessons[0], BASE_URL), VALUES)
     page = browser.new_page(viewport={"width": 375, "height": 900}, color_scheme="dark")
     page.set_content(html)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Rendering lessons and the confirmation email (drip.emails)."""
+"""Rendering lessons and the confirmation email (drip.course.render)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from drip import emails
-from drip.course import Course, Lesson, load_course
+from drip.course import render
+from drip.course.loader import load_course
+from drip.course.model import Course, Lesson
 
 FIXTURES = Path(__file__).parent / "course_fixtures"
 BASE_URL = "https://drip.example"
 LESSON_SLOTS = (
-    emails.NAME_HTML,
-    emails.NAME_TEXT,
-    emails.UNSUBSCRIBE_URL,
-    emails.PREFERENCES_URL,
-    emails.CTA_URL,
+    render.NAME_HTML,
+    render.NAME_TEXT,
+    render.UNSUBSCRIBE_URL,
+    render.PREFERENCES_URL,
+    render.CTA_URL,
 )
 
 
@@ -40,7 +41,7 @@ def _values(**overrides: str) -> dict[str, str]:
         "cta_url": "https://drip.example/r/tok-cta",
         "confirm_url": "https://drip.example/confirm/tok-confirm",
     } | overrides
-    return emails.personal_values(**arguments)
+    return render.personal_values(**arguments)
 
 
 def _squash(text: str) -> str:
@@ -50,7 +51,7 @@ def _squash(text: str) -> str:
 def test_raw_html_in_a_lesson_is_escaped(course: Course) -> None:
     lesson = _with_body(course, "Hello <script>alert(1)</script> and <b>bold</b>.\n")
 
-    rendered = emails.render_lesson(course, lesson, BASE_URL)
+    rendered = render.render_lesson(course, lesson, BASE_URL)
 
     assert "<script" not in rendered.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
@@ -61,7 +62,7 @@ def test_raw_html_in_a_lesson_is_escaped(course: Course) -> None:
 def test_course_values_are_escaped_in_html(course: Course) -> None:
     risky = dataclasses.replace(course, title="Plants <i>& more</i>")
 
-    rendered = emails.render_lesson(risky, risky.lessons[0], BASE_URL)
+    rendered = render.render_lesson(risky, risky.lessons[0], BASE_URL)
 
     assert "Plants &lt;i&gt;&amp; more&lt;/i&gt;" in rendered.html
     assert "<i>" not in rendered.html
@@ -69,9 +70,9 @@ def test_course_values_are_escaped_in_html(course: Course) -> None:
 
 
 def test_first_name_is_escaped_in_html_and_raw_in_text(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
-    html, text = emails.personalize(rendered, _values(first_name="<b>Ann</b>"))
+    html, text = render.personalize(rendered, _values(first_name="<b>Ann</b>"))
 
     assert "Hi &lt;b&gt;Ann&lt;/b&gt;," in html
     assert "<b>Ann</b>" not in html
@@ -79,15 +80,15 @@ def test_first_name_is_escaped_in_html_and_raw_in_text(course: Course) -> None:
 
 
 def test_an_unknown_first_name_greets_there(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
-    html, text = emails.personalize(rendered, _values(first_name="  "))
+    html, text = render.personalize(rendered, _values(first_name="  "))
 
     assert "Hi there," in html
     assert text.startswith("Hi there,\n")
 
 
-@pytest.mark.parametrize("environment", [emails.HTML_ENV, emails.TEXT_ENV], ids=["html", "text"])
+@pytest.mark.parametrize("environment", [render.HTML_ENV, render.TEXT_ENV], ids=["html", "text"])
 def test_a_missing_template_variable_fails(environment: jinja2.Environment) -> None:
     suffix = "html" if environment.autoescape else "txt"
     template = environment.get_template(f"email/layout.{suffix}")
@@ -114,27 +115,27 @@ def test_a_missing_template_variable_fails(environment: jinja2.Environment) -> N
 
 
 def test_environments_escape_html_only() -> None:
-    assert emails.HTML_ENV.autoescape is True
-    assert emails.TEXT_ENV.autoescape is False
-    assert emails.HTML_ENV.undefined is jinja2.StrictUndefined
-    assert emails.TEXT_ENV.undefined is jinja2.StrictUndefined
+    assert render.HTML_ENV.autoescape is True
+    assert render.TEXT_ENV.autoescape is False
+    assert render.HTML_ENV.undefined is jinja2.StrictUndefined
+    assert render.TEXT_ENV.undefined is jinja2.StrictUndefined
 
 
 def test_placeholders_survive_rendering_and_inlining(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
-    assert f'href="{emails.CTA_URL}"' in rendered.html
-    assert f'href="{emails.UNSUBSCRIBE_URL}"' in rendered.html
-    assert f'href="{emails.PREFERENCES_URL}"' in rendered.html
-    assert f"Hi {emails.NAME_HTML}," in rendered.html
-    for slot in (emails.NAME_TEXT, emails.UNSUBSCRIBE_URL, emails.PREFERENCES_URL, emails.CTA_URL):
+    assert f'href="{render.CTA_URL}"' in rendered.html
+    assert f'href="{render.UNSUBSCRIBE_URL}"' in rendered.html
+    assert f'href="{render.PREFERENCES_URL}"' in rendered.html
+    assert f"Hi {render.NAME_HTML}," in rendered.html
+    for slot in (render.NAME_TEXT, render.UNSUBSCRIBE_URL, render.PREFERENCES_URL, render.CTA_URL):
         assert slot in rendered.text
 
 
 def test_personal_values_fill_every_slot(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
-    html, text = emails.personalize(rendered, _values())
+    html, text = render.personalize(rendered, _values())
 
     assert "%%drip_" not in html
     assert "%%drip_" not in text
@@ -145,18 +146,18 @@ def test_personal_values_fill_every_slot(course: Course) -> None:
 
 
 def test_preferences_default_to_the_unsubscribe_page() -> None:
-    values = emails.personal_values(first_name="Ann", unsubscribe_url="https://d.example/u/t")
+    values = render.personal_values(first_name="Ann", unsubscribe_url="https://d.example/u/t")
 
-    assert values[emails.PREFERENCES_URL] == "https://d.example/u/t"
-    assert emails.CTA_URL not in values  # left visible, never silently emptied
+    assert values[render.PREFERENCES_URL] == "https://d.example/u/t"
+    assert render.CTA_URL not in values  # left visible, never silently emptied
 
 
 def test_a_name_that_looks_like_a_placeholder_is_not_expanded(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
-    _, text = emails.personalize(rendered, _values(first_name=emails.UNSUBSCRIBE_URL))
+    _, text = render.personalize(rendered, _values(first_name=render.UNSUBSCRIBE_URL))
 
-    assert text.startswith(f"Hi {emails.UNSUBSCRIBE_URL},\n")
+    assert text.startswith(f"Hi {render.UNSUBSCRIBE_URL},\n")
 
 
 @pytest.mark.parametrize(
@@ -164,11 +165,11 @@ def test_a_name_that_looks_like_a_placeholder_is_not_expanded(course: Course) ->
 )
 def test_a_link_that_could_break_the_html_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="not a usable link"):
-        emails.personal_values(first_name="Ann", unsubscribe_url=url)
+        render.personal_values(first_name="Ann", unsubscribe_url=url)
 
 
 def test_call_to_action_and_disclosure_are_in_both_parts(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
     for part in (rendered.html, rendered.text):
         assert course.cta.text in part
@@ -178,9 +179,9 @@ def test_call_to_action_and_disclosure_are_in_both_parts(course: Course) -> None
 
 
 def test_disclosure_sits_right_under_the_button_in_readable_text(course: Course) -> None:
-    html = emails.render_lesson(course, course.lessons[0], BASE_URL).html
+    html = render.render_lesson(course, course.lessons[0], BASE_URL).html
 
-    between = html[html.index(f'href="{emails.CTA_URL}"') : html.index(course.cta.disclosure)]
+    between = html[html.index(f'href="{render.CTA_URL}"') : html.index(course.cta.disclosure)]
     assert "<a " not in between  # nothing else to click between button and disclosure
     assert len(between) < 800
     disclosure_tag = re.search(r'<p class="disclosure" style="([^"]*)"', html)
@@ -191,21 +192,21 @@ def test_disclosure_sits_right_under_the_button_in_readable_text(course: Course)
 
 
 def test_text_part_puts_the_disclosure_on_the_line_after_the_link(course: Course) -> None:
-    lines = emails.render_lesson(course, course.lessons[0], BASE_URL).text.splitlines()
+    lines = render.render_lesson(course, course.lessons[0], BASE_URL).text.splitlines()
 
-    link = lines.index(f"{course.cta.text}: {emails.CTA_URL}")
+    link = lines.index(f"{course.cta.text}: {render.CTA_URL}")
     assert lines[link + 1] == f"Disclosure: {course.cta.disclosure}"
 
 
 def test_a_lesson_without_its_own_lead_uses_the_default(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lesson(2), BASE_URL)
+    rendered = render.render_lesson(course, course.lesson(2), BASE_URL)
 
     assert course.cta.default_lead in rendered.text
     assert _squash(course.cta.default_lead) in _squash(rendered.html)
 
 
 def test_footer_has_consent_reason_unsubscribe_and_address(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
     for part in (rendered.html, rendered.text):
         assert course.care_note in part
@@ -216,7 +217,7 @@ def test_footer_has_consent_reason_unsubscribe_and_address(course: Course) -> No
 
 
 def test_media_rules_survive_inlining(course: Course) -> None:
-    html = emails.render_lesson(course, course.lessons[0], BASE_URL).html
+    html = render.render_lesson(course, course.lessons[0], BASE_URL).html
 
     assert "@media (max-width: 620px)" in html
     assert "@media (prefers-color-scheme: dark)" in html
@@ -225,14 +226,14 @@ def test_media_rules_survive_inlining(course: Course) -> None:
 
 
 def test_layout_is_a_600px_table_with_an_outlook_ghost_table(course: Course) -> None:
-    html = emails.render_lesson(course, course.lessons[0], BASE_URL).html
+    html = render.render_lesson(course, course.lessons[0], BASE_URL).html
 
     assert re.search(r"<table [^>]*class=\"container\"[^>]*max-width: 600px", html)
     assert '<!--[if mso]><table role="presentation" width="600"' in html
 
 
 def test_preheader_is_hidden_at_the_top(course: Course) -> None:
-    rendered = emails.render_lesson(course, course.lessons[0], BASE_URL)
+    rendered = render.render_lesson(course, course.lessons[0], BASE_URL)
 
     body = rendered.html[rendered.html.index("<body") :]
     assert body.index(rendered.preheader) < body.index("Hi ")
@@ -250,7 +251,7 @@ def test_markdown_becomes_plain_text() -> None:
         "<https://x.example/auto> and [mail](mailto:a@x.example)\n"
     )
 
-    assert emails.markdown_to_text(markdown) == (
+    assert render.markdown_to_text(markdown) == (
         "Some soft and strong words with code.\n\n"
         "A heading\n---------\n\n"
         "- one\n- two with a link (https://x.example/a)\n\n"
@@ -261,12 +262,12 @@ def test_markdown_becomes_plain_text() -> None:
 
 
 def test_confirmation_asks_for_one_click_and_promotes_nothing(course: Course) -> None:
-    rendered = emails.render_confirmation(course, BASE_URL)
+    rendered = render.render_confirmation(course, BASE_URL)
 
     assert rendered.subject == "Please confirm your free email course"
     assert course.title in rendered.preheader
-    assert f'href="{emails.CONFIRM_URL}"' in rendered.html
-    assert f"Yes, send me the course: {emails.CONFIRM_URL}" in rendered.text
+    assert f'href="{render.CONFIRM_URL}"' in rendered.html
+    assert f"Yes, send me the course: {render.CONFIRM_URL}" in rendered.text
     for part in (rendered.html, rendered.text):
         assert course.title in part
         assert "4 short lessons, one a day" in part
@@ -279,16 +280,16 @@ def test_confirmation_asks_for_one_click_and_promotes_nothing(course: Course) ->
             course.cta.url,
             course.cta.disclosure,
             course.cta.default_lead,
-            emails.CTA_URL,
-            emails.UNSUBSCRIBE_URL,
+            render.CTA_URL,
+            render.UNSUBSCRIBE_URL,
         ):
             assert promotion not in part
 
 
 def test_confirmation_personalizes(course: Course) -> None:
-    rendered = emails.render_confirmation(course, BASE_URL)
+    rendered = render.render_confirmation(course, BASE_URL)
 
-    html, text = emails.personalize(rendered, _values())
+    html, text = render.personalize(rendered, _values())
 
     assert 'href="https://drip.example/confirm/tok-confirm"' in html
     assert "%%drip_" not in html + text
@@ -299,7 +300,7 @@ def test_every_lesson_stays_well_under_gmails_clipping_size(directory: str) -> N
     course = load_course(FIXTURES / directory)
 
     for lesson in course.lessons:
-        html, _ = emails.personalize(emails.render_lesson(course, lesson, BASE_URL), _values())
-        assert len(html.encode("utf-8")) < 100_000  # FACTS: Gmail clips at ~102 KB
-    confirmation = emails.render_confirmation(course, BASE_URL)
+        html, _ = render.personalize(render.render_lesson(course, lesson, BASE_URL), _values())
+        assert len(html.encode("utf-8")) < 100_000  # Gmail clips at ~102 KB
+    confirmation = render.render_confirmation(course, BASE_URL)
     assert len(confirmation.html.encode("utf-8")) < 100_000

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from drip.embedded_redis import EmbeddedRedis
+from drip.cli.embedded_redis import EmbeddedRedis
 
 
 def test_it_starts_from_a_relative_folder_and_stops(

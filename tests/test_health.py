@@ -20,17 +20,19 @@ import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from drip_devtools.sendgrid_sink import Sink
 from sqlalchemy import func, select
 
-from drip import circuit, health, subscriptions
 from drip.app import create_app
-from drip.db import Database
-from drip.health import Level
-from drip.migrate import upgrade
-from drip.models import Delivery
+from drip.data.db import Database
+from drip.data.migrate import upgrade
+from drip.data.models import Delivery
+from drip.ops import health
+from drip.ops.health import Level
+from drip.sending import circuit
 from drip.services import Services
-from drip.sink import Sink
-from drip.validation import SignupInput
+from drip.subscribers import subscriptions
+from drip.subscribers.validation import SignupInput
 from tests.conftest import FakeClock, Stack, clear_tables, database_url_for, make_settings
 from tests.conftest import wait_until as wait_for
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drip.importer import (
+from drip.data.models import Consent, Enrollment, Subscriber, Suppression
+from drip.subscribers.importer import (
     ImportContext,
     ImportReport,
     clean_import_email,
     clean_import_name,
     import_csv,
 )
-from drip.models import Consent, Enrollment, Subscriber, Suppression
-from drip.privacy import erase
-from drip.subscriptions import email_hash
-from drip.validation import InvalidInput, clean_email, clean_first_name
+from drip.subscribers.privacy import erase
+from drip.subscribers.subscriptions import email_hash
+from drip.subscribers.validation import InvalidInput, clean_email, clean_first_name
 from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
 from tests.mailbox import messages

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 import redis
+from drip_devtools.sendgrid_sink import Sink
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from drip import health
-from drip.models import Delivery, Event, Heartbeat, Subscriber
-from drip.sink import Sink
+from drip.data.models import Delivery, Event, Heartbeat, Subscriber
+from drip.ops import health
 from tests.conftest import Stack
 from tests.test_admin import (
     KnownState,

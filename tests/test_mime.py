@@ -104,7 +104,7 @@ def test_list_unsubscribe_headers_stay_plain_uris() -> None:
 
     raw = _build(headers=headers)
 
-    # FACTS "Mailbox providers": an encoded-word would hide the one-click URI.
+    # An encoded-word would hide the one-click URI.
     assert f"List-Unsubscribe: <{UNSUBSCRIBE}>\r\n".encode() in raw
     message = _parse(raw)
     assert message["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from drip import dispatch
-from drip.models import Delivery, Enrollment, Subscriber
+from drip.data.models import Delivery, Enrollment, Subscriber
+from drip.sending import dispatch
 from tests.browser import chromium, live_server
 from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
@@ -292,8 +292,8 @@ def test_a_person_changes_the_schedule_and_pauses_in_a_real_browser(stack: Stack
 
 def test_a_lesson_claimed_just_before_a_pause_is_handed_back_not_lost(stack: Stack) -> None:
     """The pause lands between a send task's claim and its send: the lesson waits too."""
-    from drip.dispatch import claim_for_dispatch
-    from drip.sending import send_batch
+    from drip.sending.delivery import deliver_batch
+    from drip.sending.dispatch import claim_for_dispatch
 
     path = subscribe(stack)
     stack.clock.set(datetime(2026, 3, 6, 13, 0, tzinfo=UTC))
@@ -311,7 +311,7 @@ def test_a_lesson_claimed_just_before_a_pause_is_handed_back_not_lost(stack: Sta
     with stack.session() as session:
         delivery = session.scalars(select(Delivery).where(Delivery.lesson == 2)).one()
         delivery.status = "queued"  # back to the moment just before the task's claim
-    report = send_batch(
+    report = deliver_batch(
         services.database, services.course, services.mailer, services.links, batch,
         lease_seconds=300, clock=services.clock,
     )  # fmt: skip

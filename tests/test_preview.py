@@ -1,4 +1,4 @@
-"""Writing a course preview to files (drip.preview)."""
+"""Writing a course preview to files (drip.course.preview)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drip.course import load_course
-from drip.preview import write_preview
+from drip.course.loader import load_course
+from drip.course.preview import write_preview
 
 FIXTURES = Path(__file__).parent / "course_fixtures"
 

@@ -7,8 +7,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import select
 
-from drip import dispatch, sending
-from drip.models import (
+from drip.data.models import (
     AuditEntry,
     Base,
     Click,
@@ -19,7 +18,9 @@ from drip.models import (
     Subscriber,
     Suppression,
 )
-from drip.subscriptions import email_hash
+from drip.sending import delivery as engine
+from drip.sending import dispatch
+from drip.subscribers.subscriptions import email_hash
 from tests.cli import run_cli
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages
@@ -157,7 +158,7 @@ def test_a_lesson_already_queued_is_never_sent_after_erasure(stack: Stack) -> No
     assert run_cli(stack, "subscribers", "erase", EMAIL).exit_code == 0
 
     # The send task for that batch runs after the erasure: nothing goes out.
-    report = sending.send_batch(
+    report = engine.deliver_batch(
         services.database,
         services.course,
         services.mailer,

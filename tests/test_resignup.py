@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from drip.models import Consent, Delivery, Enrollment, Subscriber, Suppression
-from drip.subscriptions import email_hash
-from drip.tasks import enqueue
+from drip.data.models import Consent, Delivery, Enrollment, Subscriber, Suppression
+from drip.services import enqueue
+from drip.subscribers.subscriptions import email_hash
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages
 
@@ -82,8 +82,8 @@ def suppress(stack: Stack, email: str, reason: str) -> None:
 
 
 def erase(stack: Stack, email: str) -> None:
-    from drip.privacy import erase as erase_data
-    from drip.privacy import find_subscriber_id
+    from drip.subscribers.privacy import erase as erase_data
+    from drip.subscribers.privacy import find_subscriber_id
 
     with stack.session() as session:
         subscriber_id = find_subscriber_id(session, email)
@@ -193,7 +193,7 @@ def test_unconfirmed_signups_expire_with_their_consent_through_the_worker(stack:
     stack.clock.advance(seconds=120)
 
     with stack.app.app_context():
-        enqueue("drip.housekeeping")
+        enqueue("drip.subscribers.housekeeping")
 
     def remaining() -> list[str | None]:
         with stack.session() as session:
@@ -208,7 +208,7 @@ def test_unconfirmed_signups_expire_with_their_consent_through_the_worker(stack:
 
 def test_a_confirmation_that_never_went_out_is_sent_by_the_sweep(stack: Stack) -> None:
     """Nothing lost: a signup whose confirmation email never left is swept up later."""
-    from drip import housekeeping
+    from drip.subscribers import housekeeping
 
     services = stack.services
     answer = stack.client.post("/api/v1/subscribers", json={"email": "waits@example.com"})

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from drip.schedule import following_due_at, local_send_time, zone
+from drip.sending.schedule import following_due_at, local_send_time, zone
 from tests import services as real
 
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]

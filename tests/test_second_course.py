@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from drip.cli import main
-from drip.models import Enrollment
+from drip.data.models import Enrollment
 from tests.conftest import ROOT, Stack, wait_until
 from tests.mailbox import messages
 from tests.test_walk import confirm_from_outbox, drain, sign_up
@@ -54,7 +54,7 @@ def test_a_three_lesson_course_sends_three_lessons_and_completes(three_day: Stac
         enrollment = session.scalars(select(Enrollment)).one()
         assert enrollment.status == "completed"
         assert enrollment.next_due_at is None
-        from drip.models import Delivery
+        from drip.data.models import Delivery
 
         due = session.scalars(select(Delivery.due_at).order_by(Delivery.lesson)).all()
     assert [d.astimezone(berlin).hour for d in due[1:]] == [7, 7], "the course's own send hour"

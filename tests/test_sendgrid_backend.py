@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from drip_devtools.sendgrid_sink import Sink
 from sqlalchemy import func, insert, select
 
 from drip.config import ConfigError, Settings, load_settings
+from drip.data.models import Delivery, Enrollment, Subscriber
 from drip.mail.base import (
     Batch,
     MailError,
@@ -30,9 +32,7 @@ from drip.mail.base import (
 )
 from drip.mail.factory import make_mailer
 from drip.mail.sendgrid import CUSTOM_ARG_KEY, MessageRefused, SendGridMailer, mail_body
-from drip.models import Delivery, Enrollment, Subscriber
-from drip.send_rate import RateLimitedMailer, SendRate
-from drip.sink import Sink
+from drip.sending.rate import RateLimitedMailer, SendRate
 from tests.conftest import Stack, clear_tables, wait_until
 
 API_KEY = "SG.drip-tests.key"
@@ -158,7 +158,7 @@ def free_port() -> int:
 
 def test_a_batch_is_one_request_with_a_personalization_per_recipient(fresh_sink: Sink) -> None:
     batch = lesson_batch(3)
-    results = mailer_for(fresh_sink).send_batch(batch)
+    results = mailer_for(fresh_sink).send(batch)
 
     assert fresh_sink.stats["requests"] == 1
     records = fresh_sink.messages
@@ -211,47 +211,47 @@ def test_each_refusal_becomes_the_error_that_says_what_to_do(
 ) -> None:
     fresh_sink.set_faults(rules=[{"status": status, "next": 1, "reset_in": 3}])
     with pytest.raises(error) as raised:
-        mailer_for(fresh_sink).send_batch(lesson_batch())
+        mailer_for(fresh_sink).send(lesson_batch())
     assert str(status) in str(raised.value)
     if status == 429:
         reset_at = raised.value.reset_at  # type: ignore[attr-defined]
         assert reset_at is not None and time.time() < reset_at <= time.time() + 4
     # The next request is not refused: the rule fired once.
-    assert len(mailer_for(fresh_sink).send_batch(lesson_batch())) == 3
+    assert len(mailer_for(fresh_sink).send(lesson_batch())) == 3
 
 
 def test_a_wrong_key_or_unverified_sender_disables_sending(fresh_sink: Sink) -> None:
     wrong = SendGridMailer(api_key="SG.revoked.key", host=fresh_sink.url, timeout=5)
     with pytest.raises(SendingDisabled, match="401"):
-        wrong.send_batch(lesson_batch())
+        wrong.send(lesson_batch())
     fresh_sink.set_faults(unverified_senders=["course@example.com"])
     with pytest.raises(SendingDisabled, match="verified Sender Identity"):
-        mailer_for(fresh_sink).send_batch(lesson_batch())
+        mailer_for(fresh_sink).send(lesson_batch())
 
 
 def test_a_bad_address_is_refused_naming_it_so_the_batch_can_be_split(fresh_sink: Sink) -> None:
     fresh_sink.set_faults(bad_recipients=["reader1@example.com"])
     with pytest.raises(PermanentBatchError) as raised:
-        mailer_for(fresh_sink).send_batch(lesson_batch(3))
+        mailer_for(fresh_sink).send(lesson_batch(3))
     assert not isinstance(raised.value, MessageRefused)
     assert "personalizations.1.to.0.email" in str(raised.value)
 
 
 def test_a_bad_sender_refuses_the_whole_message_without_splitting(fresh_sink: Sink) -> None:
     with pytest.raises(MessageRefused, match=r"\[from\.email\]"):
-        mailer_for(fresh_sink).send_batch(lesson_batch(3, from_email="not-an-address"))
+        mailer_for(fresh_sink).send(lesson_batch(3, from_email="not-an-address"))
 
 
 def test_a_message_over_30_mb_is_refused_as_a_whole(fresh_sink: Sink) -> None:
     huge = "x" * (31 * 1024 * 1024)
     with pytest.raises(MessageRefused, match=r"413.*30 MB"):
-        mailer_for(fresh_sink).send_batch(lesson_batch(2, html=huge))
+        mailer_for(fresh_sink).send(lesson_batch(2, html=huge))
     assert fresh_sink.stats["statuses"] == {"413": 1}
 
 
 def test_content_shaped_like_an_api_key_is_refused_before_any_request(fresh_sink: Sink) -> None:
     with pytest.raises(MessageRefused, match="API key"):
-        mailer_for(fresh_sink).send_batch(lesson_batch(text="SG.abcdef.ghijkl is my key"))
+        mailer_for(fresh_sink).send(lesson_batch(text="SG.abcdef.ghijkl is my key"))
     assert fresh_sink.stats["requests"] == 0
 
 
@@ -259,20 +259,20 @@ def test_no_answer_within_the_timeout_is_an_unknown_outcome(fresh_sink: Sink) ->
     fresh_sink.set_faults(rules=[{"delay": 2.0, "next": 1}])
     started = time.monotonic()
     with pytest.raises(OutcomeUnknown, match="may have been sent"):
-        mailer_for(fresh_sink, timeout=0.5).send_batch(lesson_batch())
+        mailer_for(fresh_sink, timeout=0.5).send(lesson_batch())
     assert time.monotonic() - started < 1.5, "the explicit timeout must cut the wait short"
 
 
 def test_a_dropped_connection_is_an_unknown_outcome(fresh_sink: Sink) -> None:
     fresh_sink.set_faults(rules=[{"drop": True, "next": 1}])
     with pytest.raises(OutcomeUnknown):
-        mailer_for(fresh_sink).send_batch(lesson_batch())
+        mailer_for(fresh_sink).send(lesson_batch())
 
 
 def test_a_refused_connection_is_safe_to_retry() -> None:
     nobody = SendGridMailer(api_key=API_KEY, host=f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(TransientError, match="unreachable"):
-        nobody.send_batch(lesson_batch())
+        nobody.send(lesson_batch())
 
 
 # --- The shared send rate ---------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_three_batches_at_the_rate_take_the_time_the_rate_allows(
     mailer = limited(fresh_sink, rate_redis, rate, f"drip:test-rate:{secrets.token_hex(4)}")
     started = time.monotonic()
     for _ in range(3):
-        mailer.send_batch(lesson_batch(size))
+        mailer.send(lesson_batch(size))
     elapsed = time.monotonic() - started
     # A full bucket lets the first second's worth go at once; the rest accrue at the rate.
     expected = (3 * size - rate) / rate
@@ -309,7 +309,7 @@ def test_a_batch_larger_than_the_rate_waits_for_its_tokens_across_seconds(
 ) -> None:
     mailer = limited(fresh_sink, rate_redis, 10.0, f"drip:test-rate:{secrets.token_hex(4)}")
     started = time.monotonic()
-    mailer.send_batch(lesson_batch(25))
+    mailer.send(lesson_batch(25))
     assert 1.45 <= time.monotonic() - started < 3.0  # 25 tokens, 10 in the bucket, 10 a second
 
 
@@ -327,7 +327,7 @@ def test_two_workers_sharing_the_rate_respect_it_together(
         barrier.wait()
         try:
             for _ in range(batches):
-                mailer.send_batch(lesson_batch(size))
+                mailer.send(lesson_batch(size))
         except BaseException as exc:  # reported in the test's own thread
             errors.append(exc)
 
@@ -355,7 +355,7 @@ def test_a_long_queue_ahead_hands_the_batch_back_for_later(
     assert rate.reserve(40) == pytest.approx(3.0, abs=0.1)  # others queued 3 s of sending
     mailer = RateLimitedMailer(mailer_for(fresh_sink), rate)
     with pytest.raises(RateLimited, match="DRIP_SEND_RATE") as raised:
-        mailer.send_batch(lesson_batch(1))
+        mailer.send(lesson_batch(1))
     reset_at = raised.value.reset_at
     assert reset_at is not None and time.time() + 2 < reset_at < time.time() + 4
     assert fresh_sink.stats["requests"] == 0

@@ -1,5 +1,5 @@
 """What happens to deliveries when SendGrid refuses, fails or says nothing, through
-``sending.send_batch`` and through the tick and the real worker, against the sink.
+``drip.sending.delivery.deliver_batch`` and through the tick and the real worker, against the sink.
 
 The fake clock starts at the real time here: the worker records retry and circuit
 times on the real clock, and the tick reads the fake one.
@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from drip_devtools.sendgrid_sink import Sink
 from sqlalchemy import select
 
-from drip import circuit, sending
-from drip.dispatch import claim_for_dispatch, materialize_due
-from drip.models import Delivery, Subscriber
-from drip.sink import Sink
+from drip.data.models import Delivery, Subscriber
+from drip.sending import circuit
+from drip.sending import delivery as engine
+from drip.sending.dispatch import claim_for_dispatch, materialize_due
 from tests.conftest import Stack, wait_until
 from tests.test_sendgrid_backend import (
     API_KEY,
@@ -82,9 +83,9 @@ def claim_due(stack: Stack) -> list[int]:
     return [delivery_id for batch in batches for delivery_id in batch]
 
 
-def send_now(stack: Stack, ids: list[int], course: Any = None) -> sending.BatchReport:
+def send_now(stack: Stack, ids: list[int], course: Any = None) -> engine.BatchReport:
     services = stack.services
-    return sending.send_batch(
+    return engine.deliver_batch(
         services.database,
         course or services.course,
         services.mailer,
@@ -144,7 +145,7 @@ def test_the_worker_isolates_a_bad_address_and_sends_the_rest(stack: Stack, sink
 
 def test_a_lesson_over_30_mb_fails_every_recipient_in_one_request(stack: Stack, sink: Sink) -> None:
     # The worker's course cannot be swapped for a test, so this case runs through
-    # send_batch only; the worker calls the same function.
+    # deliver_batch only; the worker calls the same function.
     add_due_subscribers(stack, 3)
     course = stack.services.course
     huge = dataclasses.replace(course.lessons[0], body_markdown=("word " * 200 + "\n\n") * 16000)
@@ -152,7 +153,7 @@ def test_a_lesson_over_30_mb_fails_every_recipient_in_one_request(stack: Stack, 
     try:
         report = send_now(stack, claim_due(stack), course=big_course)
     finally:
-        sending.rendered_lesson.cache_clear()
+        engine.rendered_lesson.cache_clear()
 
     assert (report.failed, report.requests) == (3, 1), "splitting cannot shrink the content"
     assert sink.stats["statuses"] == {"413": 1}
@@ -234,10 +235,10 @@ def test_a_rate_limited_batch_waits_for_the_reset(stack: Stack, sink: Sink) -> N
         assert delivery.status == "retrying" and delivery.attempts == 0, "waiting is no failure"
         assert reset - timedelta(seconds=1) <= delivery.next_attempt_at
         assert delivery.next_attempt_at <= reset + timedelta(
-            seconds=sending.RATE_LIMIT_JITTER_SECONDS
+            seconds=engine.RATE_LIMIT_JITTER_SECONDS
         )
     assert tick_and_settle(stack) == 0, "not before the reset"
-    stack.clock.set(datetime.now(UTC) + timedelta(seconds=2 + sending.RATE_LIMIT_JITTER_SECONDS))
+    stack.clock.set(datetime.now(UTC) + timedelta(seconds=2 + engine.RATE_LIMIT_JITTER_SECONDS))
     assert tick_and_settle(stack) == 3
     assert statuses(stack) == {"sent": 3}
 
@@ -249,9 +250,9 @@ def test_the_worker_comes_back_after_a_rate_limit_reset(stack: Stack, sink: Sink
     assert tick_and_settle(stack) == 12
     assert statuses(stack) == {"retrying": BATCH_SIZE, "sent": 2}
     assert tick_and_settle(stack) == 0
-    assert tick_and_settle(stack, seconds=2 + sending.RATE_LIMIT_JITTER_SECONDS) == BATCH_SIZE
+    assert tick_and_settle(stack, seconds=2 + engine.RATE_LIMIT_JITTER_SECONDS) == BATCH_SIZE
     assert statuses(stack) == {"sent": 12}
-    assert sending.possible_duplicates(stack.services.database) == 0
+    assert engine.possible_duplicates(stack.services.database) == 0
 
 
 # --- 503 and a refused connection: SendGrid did not take it, retry --------------------------
@@ -285,7 +286,7 @@ def test_the_worker_retries_when_sendgrid_is_unreachable(stack: Stack, sink: Sin
         sink.start()
     assert tick_and_settle(stack, hours=1) == 3
     assert statuses(stack) == {"sent": 3}
-    assert sending.possible_duplicates(stack.services.database) == 0
+    assert engine.possible_duplicates(stack.services.database) == 0
 
 
 def test_the_worker_retries_a_503(stack: Stack, sink: Sink) -> None:
@@ -312,7 +313,7 @@ def test_an_unknown_outcome_is_retried_and_flagged_a_possible_duplicate(
     report = send_now(stack, claim_due(stack))
 
     assert (report.retrying, report.possible_duplicates) == (3, 3)
-    assert sending.possible_duplicates(stack.services.database) == 3
+    assert engine.possible_duplicates(stack.services.database) == 3
     assert statuses(stack) == {"retrying": 3}
     assert tick_and_settle(stack, hours=1) == 3
     assert statuses(stack) == {"sent": 3}
@@ -330,7 +331,7 @@ def test_the_worker_retries_an_unknown_outcome_and_counts_it(
     assert statuses(stack) == {"retrying": BATCH_SIZE, "sent": 2}
     assert tick_and_settle(stack, hours=1) == BATCH_SIZE
     assert statuses(stack) == {"sent": 12}
-    assert sending.possible_duplicates(stack.services.database) == BATCH_SIZE
+    assert engine.possible_duplicates(stack.services.database) == BATCH_SIZE
     if "delay" in fault:
         # SendGrid took the slow request after all: the flag was right.
         wait_until(lambda: len(sink.messages) == 12 + BATCH_SIZE, timeout=5)
@@ -352,7 +353,7 @@ def test_a_confirmation_refused_for_credentials_opens_the_circuit_and_is_swept_l
 ) -> None:
     from datetime import timedelta
 
-    from drip import housekeeping
+    from drip.subscribers import housekeeping
 
     sink.set_faults(rules=[{"status": 401}])
     answer = stack.client.post("/api/v1/subscribers", json={"email": "later@example.com"})

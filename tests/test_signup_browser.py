@@ -49,7 +49,7 @@ def test_a_person_signs_up_confirms_and_sees_lesson_one(stack: Stack) -> None:
         with stack.session() as session:
             from sqlalchemy import select
 
-            from drip.models import Subscriber
+            from drip.data.models import Subscriber
 
             subscriber = session.scalars(select(Subscriber)).one()
         assert subscriber.timezone == "Europe/Paris", "the form sends the browser's time zone"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from drip.dispatch import claim_for_dispatch, materialize_due
-from drip.models import Consent, Delivery, Enrollment, Subscriber
-from drip.sending import send_batch
+from drip.data.models import Consent, Delivery, Enrollment, Subscriber
+from drip.sending.delivery import deliver_batch
+from drip.sending.dispatch import claim_for_dispatch, materialize_due
 from tests.conftest import Stack, wait_until
 from tests.mailbox import link, messages, text_part
 from tests.test_concurrency import confirmed_subscribers
@@ -93,7 +93,7 @@ def test_no_lesson_goes_after_unsubscribe_even_from_an_already_claimed_batch(sta
     # The batch is claimed and about to be sent; one subscriber unsubscribes now.
     token = services.tokens.make("drip.unsubscribe", ids[2])
     assert stack.client.post(f"/u/{token}").status_code == 200
-    report = send_batch(
+    report = deliver_batch(
         services.database, services.course, services.mailer, services.links, batch,
         lease_seconds=300,
     )  # fmt: skip

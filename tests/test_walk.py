@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from drip.models import Delivery, Subscriber
+from drip.data.models import Delivery, Subscriber
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token, link, messages, text_part
 

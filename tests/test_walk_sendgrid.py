@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from drip_devtools.sendgrid_sink import Sink
 from sqlalchemy import select
 
+from drip.data.models import Consent, Delivery
 from drip.mail.sendgrid import CUSTOM_ARG_KEY
-from drip.models import Consent, Delivery
-from drip.sink import Sink
 from tests.conftest import Stack, wait_until
 from tests.mailbox import csrf_token
 from tests.test_sendgrid_backend import API_KEY, sendgrid_stack

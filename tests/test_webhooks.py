@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drip_devtools.sendgrid_sink import Sink
+from drip_devtools.sendgrid_sink import events as sg
+from drip_devtools.sendgrid_sink.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSigner
 from sqlalchemy import func, select
 
-from drip import confirmations, subscriptions
-from drip.engagement import LessonEngagement, lesson_engagement
-from drip.models import Consent, Delivery, Enrollment, Event, Subscriber, Suppression
-from drip.sink import Sink
-from drip.sink import events as sg
-from drip.sink.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSigner
-from drip.validation import SignupInput
+from drip.data.models import Consent, Delivery, Enrollment, Event, Subscriber, Suppression
+from drip.ops.engagement import LessonEngagement, lesson_engagement
+from drip.subscribers import confirmations, subscriptions
+from drip.subscribers.validation import SignupInput
 from tests.browser import live_server
 from tests.conftest import Stack, wait_until
 from tests.test_sendgrid_backend import API_KEY

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from drip_devtools.sendgrid_sink import Sink
+from drip_devtools.sendgrid_sink import events as sg
 from sqlalchemy import func, select
 
-from drip import webhooks
-from drip.models import Event
-from drip.sink import Sink
-from drip.sink import events as sg
+from drip.data.models import Event
+from drip.subscribers import provider_events
 from tests.browser import live_server
 from tests.conftest import Stack
 
@@ -61,5 +61,5 @@ def _rsa_public_key_b64() -> str:
     "key", ["not a key", "QUJD", "-----BEGIN PUBLIC KEY-----", _rsa_public_key_b64()]
 )
 def test_a_key_that_is_not_an_ecdsa_public_key_is_refused_not_a_crash(key: str) -> None:
-    with pytest.raises(webhooks.NotConfigured, match="not an ECDSA public key"):
-        webhooks.verify(key, b"[]", "c2ln", "1", now=datetime.now(UTC))
+    with pytest.raises(provider_events.NotConfigured, match="not an ECDSA public key"):
+        provider_events.verify(key, b"[]", "c2ln", "1", now=datetime.now(UTC))

@@ -48,7 +48,7 @@ class SendResult:
 class Mailer(Protocol):
     name: str
 
-    def send_batch(self, batch: Batch) -> list[SendResult]:
+    def send(self, batch: Batch) -> list[SendResult]:
         """Send every recipient of the batch, or raise a MailError for the whole batch."""
         ...
 

@@ -29,7 +29,7 @@ class _VerbatimHeader(UnstructuredHeader, BaseHeader):
 
     The stock policy turns a long value without spaces into RFC 2047
     encoded-words, and an encoded ``List-Unsubscribe`` is no longer a URI: the
-    mailbox provider's one-click button (FACTS "Mailbox providers", RFC 8058)
+    mailbox provider's one-click button (RFC 8058)
     would never appear. These values are plain ASCII, checked below.
     """
 

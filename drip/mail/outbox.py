@@ -19,7 +19,7 @@ class OutboxMailer:
         self.directory = directory
         self.domain = domain
 
-    def send_batch(self, batch: Batch) -> list[SendResult]:
+    def send(self, batch: Batch) -> list[SendResult]:
         self.directory.mkdir(parents=True, exist_ok=True)
         results = []
         for recipient in batch.recipients:

@@ -32,9 +32,9 @@ from drip.mail.base import (
 )
 
 # The one custom arg we send, on lessons ("<delivery id>") and confirmations
-# ("c<consent id>") alike. FACTS: SendGrid keeps custom_args, so never personal data.
+# ("c<consent id>") alike. SendGrid stores custom_args, so never personal data.
 CUSTOM_ARG_KEY = "drip_key"
-# FACTS: a message must stay under 30 MB.
+# SendGrid v3 mail send: a message must stay under 30 MB.
 MAX_MESSAGE_BYTES = 30 * 1024 * 1024
 
 
@@ -53,11 +53,11 @@ class SendGridMailer:
 
     def __init__(self, api_key: str, host: str, timeout: float) -> None:
         self.client = SendGridAPIClient(api_key=api_key, host=host)
-        # FACTS: the client has no default timeout and would wait forever.
+        # The sendgrid client has no default timeout and would wait forever.
         self.timeout = timeout
         self._key_check = ValidateApiKey()
 
-    def send_batch(self, batch: Batch) -> list[SendResult]:
+    def send(self, batch: Batch) -> list[SendResult]:
         body = mail_body(batch)
         self._refuse_api_keys(body)
         response = self._post(body)
@@ -65,7 +65,7 @@ class SendGridMailer:
         return [SendResult(r.key, accepted=True, message_id=message_id) for r in batch.recipients]
 
     def _refuse_api_keys(self, body: dict[str, Any]) -> None:
-        # FACTS: the library refuses content that starts like an API key (SG.x.y);
+        # The sendgrid library refuses content that starts like an API key (SG.x.y);
         # we build the body ourselves, so we run its check ourselves.
         try:
             self._key_check.validate_message_dict(body)
@@ -86,7 +86,7 @@ class SendGridMailer:
             raise TransientError(f"SendGrid unreachable ({exc.reason}); will retry") from None
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             # The request went out and no answer came back (read timeout, a
-            # dropped connection): FACTS, no idempotency key, so it may have gone.
+            # dropped connection): SendGrid has no idempotency key, so it may have gone.
             raise OutcomeUnknown(
                 f"no answer from SendGrid ({type(exc).__name__}: {exc or 'connection closed'}); "
                 f"the batch may have been sent, retrying"
@@ -94,7 +94,7 @@ class SendGridMailer:
 
 
 def mail_body(batch: Batch) -> dict[str, Any]:
-    """The v3 mail-send JSON for a batch (FACTS "SendGrid v3 mail send")."""
+    """The v3 mail-send JSON for a batch (limits in docs/sendgrid.md)."""
     body: dict[str, Any] = {
         "personalizations": [_personalization(r) for r in batch.recipients],
         "from": _address(batch.from_email, batch.from_name),
@@ -105,7 +105,8 @@ def mail_body(batch: Batch) -> dict[str, Any]:
             {"type": "text/html", "value": batch.html},
         ],
         "tracking_settings": {
-            # FACTS: we send our own List-Unsubscribe, so SendGrid must not add a second set.
+            # We send our own List-Unsubscribe, so SendGrid's subscription tracking must not
+            # add a second set.
             "subscription_tracking": {"enable": False},
             # Our CTA link is already tracked (/r/<token>); a rewritten link would hide it.
             "click_tracking": {"enable": False, "enable_text": False},
@@ -135,7 +136,7 @@ def _address(email: str, name: str) -> dict[str, str]:
 
 
 def error_for_status(exc: http_errors.HTTPError, body: dict[str, Any]) -> MailError:
-    """The MailError a SendGrid answer stands for (FACTS lists the statuses)."""
+    """The MailError a SendGrid answer stands for (statuses in docs/sendgrid.md)."""
     status = int(exc.status_code)
     problems = _problems(exc.body)
     said = f": {problems}" if problems else ""
@@ -196,7 +197,7 @@ def _problems(answer: Any) -> str:
 
 
 def _reset_at(headers: Any) -> float | None:
-    """X-RateLimit-Reset: epoch seconds when the limit lifts (FACTS)."""
+    """X-RateLimit-Reset: epoch seconds when SendGrid's limit lifts."""
     try:
         return float(headers.get("X-RateLimit-Reset"))
     except (AttributeError, TypeError, ValueError):

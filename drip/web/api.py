@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
 
-from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.services import current_services
-from drip.validation import InvalidInput, clean_signup
+from drip.subscribers.validation import InvalidInput, clean_signup
+from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.web.openapi import OPENAPI
 from drip.web.signup import ConfirmationQueueDown, sign_up
 

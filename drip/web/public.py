@@ -5,15 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from drip import subscriptions
 from drip import tokens as purposes
-from drip.clicks import record_click
-from drip.extensions import csrf
-from drip.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.services import current_services
-from drip.tasks import kick_tick
+from drip.services import current_services, kick_tick
+from drip.subscribers import subscriptions
+from drip.subscribers.clicks import record_click
+from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.tokens import InvalidToken
-from drip.validation import InvalidInput, clean_signup
+from drip.web.extensions import csrf
+from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.web.signup import ConfirmationQueueDown, sign_up
 
 blueprint = Blueprint("public", __name__)
@@ -76,7 +75,7 @@ def _read_token(purpose: str, token: str) -> list[int]:
 
 @blueprint.get("/confirm/<token>")
 def confirm_page(token: str) -> str:
-    # GET changes nothing: mail scanners follow links (DESIGN: HTTP routes).
+    # GET changes nothing: mail scanners follow links (the unsubscribe link must not act on a GET).
     _read_token(purposes.CONFIRM, token)
     return render_template("confirm.html", course=current_services().course, token=token)
 

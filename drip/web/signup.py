@@ -7,10 +7,10 @@ import logging
 from flask import request
 from kombu.exceptions import OperationalError
 
-from drip.limits import take_confirmation_slot
-from drip.services import Services
-from drip.subscriptions import ConsentContext, SignupOutcome, subscribe
-from drip.validation import SignupInput
+from drip.services import Services, enqueue
+from drip.subscribers.subscriptions import ConsentContext, SignupOutcome, subscribe
+from drip.subscribers.validation import SignupInput
+from drip.web.limits import take_confirmation_slot
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ def consent_context(services: Services, source: str) -> ConsentContext:
 
 def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutcome:
     """Store the signup, then (after commit) queue the confirmation email."""
-    from drip.tasks import enqueue
-
     with services.database.session() as session:
         outcome = subscribe(
             session,

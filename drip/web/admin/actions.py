@@ -6,25 +6,16 @@ who, when, what, and the state it changed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from drip import preferences, subscriptions
-from drip.models import AuditEntry, Delivery, DeliveryStatus
+from drip.data.audit import audit
+from drip.data.models import RETRYABLE, Delivery, DeliveryStatus
+from drip.subscribers import preferences, subscriptions
 
-RETRYABLE = (DeliveryStatus.FAILED.value, DeliveryStatus.RETRYING.value)
 SKIPPABLE = (*RETRYABLE, DeliveryStatus.QUEUED.value)
 SKIPPED_BY_OPERATOR = "skipped by an operator"
-
-
-def audit(
-    session: Session, actor: str, action: str, subject: str, now: datetime, **detail: Any
-) -> None:
-    session.add(
-        AuditEntry(at=now, actor=actor[:100], action=action, subject=subject, detail=detail)
-    )
 
 
 def retry_delivery(session: Session, delivery_id: int, *, actor: str, now: datetime) -> bool:

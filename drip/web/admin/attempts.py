@@ -15,7 +15,7 @@ import time
 import redis
 
 from drip.config import Settings
-from drip.health import redis_client
+from drip.ops.health import redis_client
 
 MAX_FAILURES = 5
 WINDOW_SECONDS = 15 * 60

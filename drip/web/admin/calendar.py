@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drip import schedule
-from drip.course import Course
-from drip.models import Delivery, Enrollment, EnrollmentStatus, Subscriber
-from drip.preferences import latest_enrollment
+from drip.course.model import Course
+from drip.data.models import Delivery, Enrollment, EnrollmentStatus, Subscriber
+from drip.sending import schedule
+from drip.subscribers.preferences import latest_enrollment
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from flask import flash, redirect, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from drip.preferences import Timing
-from drip.services import current_services
-from drip.tasks import kick_tick
+from drip.services import current_services, kick_tick
+from drip.subscribers.preferences import Timing
 from drip.web.admin import actions
 from drip.web.admin.blueprint import actor, blueprint
 

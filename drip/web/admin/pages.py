@@ -8,8 +8,9 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from drip import emails, health, preview, stats
-from drip.models import Subscriber
+from drip.course import preview, render
+from drip.data.models import Subscriber
+from drip.ops import health, stats
 from drip.services import current_services
 from drip.web.admin import charts, queries
 from drip.web.admin.blueprint import blueprint
@@ -121,8 +122,8 @@ def preview_page(day: int) -> str:
     if not 1 <= day <= len(course.lessons):
         abort(404, description=f"the course has lessons 1 to {len(course.lessons)}")
     lesson = course.lesson(day)
-    rendered = emails.render_lesson(course, lesson, base_url)
-    html, text = emails.personalize(rendered, preview.sample_values(course, base_url))
+    rendered = render.render_lesson(course, lesson, base_url)
+    html, text = render.personalize(rendered, preview.sample_values(course, base_url))
     return render_template(
         "admin/preview.html", course=course, lesson=lesson, rendered=rendered, html=html, text=text
     )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from drip.models import (
+from drip.data.models import (
     OPEN_DELIVERY,
     AuditEntry,
     Click,

@@ -1,0 +1,1 @@
+"""Operations: health checks, funnel and lesson statistics, Prometheus metrics, and logging."""

@@ -1,0 +1,400 @@
+"""Send one claimed batch of same-lesson deliveries and record every outcome.
+
+1. Claim: queued -> sending, with a lease, only for rows still queued.
+2. Re-check each subscriber right before sending: unsubscribed, bounced,
+   complained or erased since the tick means skipped, never sent.
+3. Render the lesson once; each recipient gets only their substitutions.
+4. Send. A refused request is split in halves until the bad recipient is
+   alone, so one bad address never blocks 999 good ones.
+5. Record: sent (with the provider's message id), failed, retrying (a 429
+   after its reset; 503 or a refused connection with backoff; a timeout or
+   500/502/504 with backoff and flagged possible_duplicate), or back to
+   queued, attempt not counted, when our credentials were refused: that opens
+   the circuit (drip/circuit.py), and the next accepted batch closes it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from drip.course import render
+from drip.course.model import Course
+from drip.data.db import Database, bulk_update
+from drip.data.models import (
+    SENDABLE_ENROLLMENT,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Subscriber,
+)
+from drip.mail.base import (
+    Batch,
+    Mailer,
+    OutcomeUnknown,
+    PermanentBatchError,
+    RateLimited,
+    Recipient,
+    SendingDisabled,
+    SendResult,
+    TransientError,
+)
+from drip.sending import circuit
+from drip.sending.dispatch import MAX_ATTEMPTS, retry_delay
+from drip.tokens import Links
+
+PAUSED = EnrollmentStatus.PAUSED.value
+# When a 429 carries no X-RateLimit-Reset, and how widely to spread the return after one.
+RATE_LIMIT_FALLBACK_SECONDS = 60.0
+RATE_LIMIT_JITTER_SECONDS = 5.0
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retrying: int = 0
+    released: int = 0
+    requests: int = 0
+    possible_duplicates: int = 0
+    disabled: str = ""  # why the provider refused our credentials; the circuit opens
+    errors: list[str] = field(default_factory=list)
+
+
+def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
+    # RFC 8058 one-click: exactly one https URI and the One-Click POST marker.
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+@lru_cache(maxsize=64)
+def rendered_lesson(course: Course, number: int, base_url: str) -> render.RenderedEmail:
+    return render.render_lesson(course, course.lesson(number), base_url)
+
+
+def _claim(session: Session, delivery_ids: Sequence[int], now: datetime, lease: int) -> list[int]:
+    return list(
+        session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.QUEUED.value)
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                lease_until=now + timedelta(seconds=lease),
+                attempts=Delivery.attempts + 1,
+            )
+            .returning(Delivery.id)
+        )
+    )
+
+
+def _load(session: Session, delivery_ids: Sequence[int]) -> list[Any]:
+    return list(
+        session.execute(
+            select(
+                Delivery.id,
+                Delivery.lesson,
+                Delivery.attempts,
+                Delivery.subscriber_id,
+                Delivery.enrollment_id,
+                Subscriber.email,
+                Subscriber.first_name,
+                Subscriber.status.label("subscriber_status"),
+                Enrollment.status.label("enrollment_status"),
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+            .where(Delivery.id.in_(delivery_ids))
+        ).all()
+    )
+
+
+def _recipient(row: Any, links: Links) -> Recipient:
+    unsubscribe_url = links.unsubscribe(row.subscriber_id)
+    values = render.personal_values(
+        first_name=row.first_name,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=links.preferences(row.subscriber_id),
+        cta_url=links.click(row.id),
+    )
+    return Recipient(
+        key=str(row.id),
+        email=row.email,
+        name=row.first_name,
+        substitutions=values,
+        headers=unsubscribe_headers(unsubscribe_url),
+    )
+
+
+class _Outcomes:
+    """Collects what happened to each delivery, then writes it in a few statements."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, Any]] = {}
+
+    def set(self, delivery_id: int, **values: Any) -> None:
+        self.rows[delivery_id] = values
+
+    def write(self, session: Session) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for delivery_id, values in self.rows.items():
+            groups.setdefault(tuple(sorted(values)), []).append({"b_id": delivery_id, **values})
+        table = cast(Table, Delivery.__table__)
+        for params in groups.values():
+            bulk_update(session, table, params, match={"b_id": "id"})
+
+
+def deliver_batch(
+    database: Database,
+    course: Course,
+    mailer: Mailer,
+    links: Links,
+    delivery_ids: Sequence[int],
+    *,
+    lease_seconds: int,
+    now: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> BatchReport:
+    """Send the deliveries still queued among ``delivery_ids``.
+
+    ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
+    """
+    clock = _pinned(now) if now is not None else clock or _wall_clock
+    now = clock()
+    report = BatchReport()
+    with database.session() as session:
+        claimed = _claim(session, delivery_ids, now, lease_seconds)
+    report.claimed = len(claimed)
+    if not claimed:
+        return report
+    with database.session() as session:
+        rows = _load(session, claimed)
+    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock)
+    sendable: dict[int, list[Any]] = {}
+    paused: list[Any] = []
+    for row in rows:
+        if row.subscriber_status == "active" and row.enrollment_status == PAUSED:
+            paused.append(row)
+        elif (
+            row.subscriber_status != "active"
+            or row.enrollment_status not in SENDABLE_ENROLLMENT
+            or not row.email
+        ):
+            sender.outcomes.set(
+                row.id, status=DeliveryStatus.SKIPPED.value, error=row.subscriber_status
+            )
+            report.skipped += 1
+        else:
+            sendable.setdefault(row.lesson, []).append(row)
+    for lesson, lesson_rows in sendable.items():
+        sender.send(_lesson_batch(course, links, lesson, lesson_rows))
+    with database.session() as session:
+        sender.outcomes.write(session)
+        _hand_back(session, paused)
+    report.skipped += len(paused)
+    _update_circuit(database, report, clock())
+    return report
+
+
+def _hand_back(session: Session, rows: list[Any]) -> None:
+    """Lessons of a course paused after the tick claimed them: not sent, not lost.
+
+    Pausing removes the lessons still queued and rewinds the course; one a send
+    task had already claimed is removed here the same way, so resuming sends it.
+    """
+    for row in rows:
+        session.execute(delete(Delivery).where(Delivery.id == row.id))
+        session.execute(
+            update(Enrollment)
+            .where(
+                Enrollment.id == row.enrollment_id,
+                Enrollment.status == PAUSED,
+                Enrollment.next_lesson > row.lesson,
+            )
+            .values(next_lesson=row.lesson)
+        )
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pinned(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def _update_circuit(database: Database, report: BatchReport, now: datetime) -> None:
+    if report.disabled:
+        circuit.open_circuit(database, report.disabled, now=now)
+    elif report.sent:
+        # An accepted batch proves the credentials work again (a half-open probe).
+        circuit.close_circuit(database, now=now)
+
+
+def possible_duplicates(database: Database, course_slug: str | None = None) -> int:
+    """Deliveries that may have reached a subscriber twice (a retry after an unknown outcome)."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.possible_duplicate)
+    if course_slug is not None:
+        query = query.where(Delivery.course_slug == course_slug)
+    with database.session() as session:
+        return int(session.scalar(query) or 0)
+
+
+def _lesson_batch(course: Course, links: Links, lesson: int, rows: list[Any]) -> Batch:
+    rendered = rendered_lesson(course, lesson, links.base_url)
+    return Batch(
+        from_email=course.sender_email,
+        from_name=course.sender_name,
+        reply_to=course.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        recipients=tuple(_recipient(row, links) for row in rows),
+        category=f"lesson-{lesson:02d}",
+    )
+
+
+class _Sender:
+    """Sends batches and notes each delivery's outcome; one per claimed set of deliveries.
+
+    ``attempts`` holds each delivery's attempt count including this one.
+    """
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        attempts: dict[int, int],
+        report: BatchReport,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.mailer = mailer
+        self.attempts = attempts
+        self.report = report
+        # Read after each send: a batch may have waited for the send rate first.
+        self.clock = clock
+        self.outcomes = _Outcomes()
+
+    def send(self, batch: Batch) -> None:
+        """Send a batch; a refused one is split in halves until each bad recipient is alone.
+
+        One bad address among n costs at most 2*ceil(log2(n)) + 1 requests.
+        """
+        if self.report.disabled:
+            self.release(batch, self.report.disabled)  # the key was refused a moment ago
+            return
+        self.report.requests += 1
+        try:
+            results = self.mailer.send(batch)
+        except PermanentBatchError as exc:
+            if len(batch.recipients) == 1 or not exc.splittable:
+                self.fail(batch, str(exc))
+                return
+            middle = len(batch.recipients) // 2
+            self.send(replace(batch, recipients=batch.recipients[:middle]))
+            self.send(replace(batch, recipients=batch.recipients[middle:]))
+            return
+        except SendingDisabled as exc:
+            self.report.disabled = str(exc)
+            self.release(batch, str(exc))
+            return
+        except RateLimited as exc:
+            self.wait_for_reset(batch, exc)
+            return
+        except (TransientError, OutcomeUnknown) as exc:
+            self.retry(batch, exc)
+            return
+        self.record(results)
+
+    def fail(self, batch: Batch, error: str) -> None:
+        for recipient in batch.recipients:
+            self.outcomes.set(
+                int(recipient.key), status=DeliveryStatus.FAILED.value, error=error[:500]
+            )
+        self.report.failed += len(batch.recipients)
+
+    def release(self, batch: Batch, error: str) -> None:
+        """Back to queued, as if never tried: the circuit decides when they go again."""
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            self.outcomes.set(
+                delivery_id,
+                status=DeliveryStatus.QUEUED.value,
+                enqueued_at=None,
+                lease_until=None,
+                attempts=self.attempts[delivery_id] - 1,
+                error=error[:500],
+            )
+        self.report.released += len(batch.recipients)
+
+    def wait_for_reset(self, batch: Batch, exc: RateLimited) -> None:
+        """Try again once the provider's limit resets; waiting is no fault of the delivery."""
+        reset = (
+            datetime.fromtimestamp(exc.reset_at, UTC)
+            if exc.reset_at
+            else self.clock() + timedelta(seconds=RATE_LIMIT_FALLBACK_SECONDS)
+        )
+        # Jitter, so that the workers turned away together do not all come back together.
+        at = max(reset, self.clock()) + timedelta(
+            seconds=random.uniform(0, RATE_LIMIT_JITTER_SECONDS)
+        )
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            self.outcomes.set(
+                delivery_id,
+                status=DeliveryStatus.RETRYING.value,
+                next_attempt_at=at,
+                attempts=self.attempts[delivery_id] - 1,
+                error=str(exc)[:500],
+            )
+        self.report.retrying += len(batch.recipients)
+        self.report.errors.append(str(exc))
+
+    def retry(self, batch: Batch, exc: TransientError | OutcomeUnknown) -> None:
+        """Exponential backoff; after an unknown outcome the retry may deliver twice
+        (SendGrid has no idempotency key)."""
+        self.report.errors.append(str(exc))
+        unknown = isinstance(exc, OutcomeUnknown)
+        for recipient in batch.recipients:
+            delivery_id = int(recipient.key)
+            tries = self.attempts[delivery_id]
+            values: dict[str, Any] = {"error": str(exc)[:500]}
+            if unknown:
+                values["possible_duplicate"] = True
+                self.report.possible_duplicates += 1
+            if tries >= MAX_ATTEMPTS:
+                self.outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, **values)
+                self.report.failed += 1
+                continue
+            at = self.clock() + timedelta(seconds=retry_delay(tries))
+            self.outcomes.set(
+                delivery_id, status=DeliveryStatus.RETRYING.value, next_attempt_at=at, **values
+            )
+            self.report.retrying += 1
+
+    def record(self, results: list[SendResult]) -> None:
+        for result in results:
+            if result.accepted:
+                self.outcomes.set(
+                    int(result.key),
+                    status=DeliveryStatus.SENT.value,
+                    sent_at=self.clock(),
+                    message_id=result.message_id[:100],
+                    error="",
+                )
+                self.report.sent += 1
+            else:
+                self.outcomes.set(
+                    int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]
+                )
+                self.report.failed += 1

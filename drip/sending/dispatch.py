@@ -1,0 +1,461 @@
+"""The sending engine: turn due enrollments into deliveries, hand them out in
+batches, send each batch and record what happened.
+
+Every step claims its rows with a conditional UPDATE (and FOR UPDATE SKIP
+LOCKED on PostgreSQL; SQLite transactions start with BEGIN IMMEDIATE), so two
+ticks or two workers at once waste a query at worst, never send twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Table,
+    and_,
+    bindparam,
+    false,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
+
+from drip.course.model import Course
+from drip.data.db import Database, bulk_update, upsert_into
+from drip.data.models import (
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Heartbeat,
+    Subscriber,
+    UTCDateTime,
+)
+from drip.sending import circuit
+from drip.sending.schedule import following_due_at
+
+CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN lists
+# Materializing is the hot path of a busy morning (a million due enrollments):
+# larger chunks mean fewer round trips; SQLite's 32,766-variable cap bounds it.
+MATERIALIZE_CHUNK = 5000
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class TickReport:
+    materialized: int = 0
+    dispatched: int = 0
+    batches: list[list[int]] = field(default_factory=list)
+    circuit_open: bool = False  # only a probe batch, if any, was handed out
+
+
+def _locking(statement: Any, session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.with_for_update(skip_locked=True, of=statement.selected_columns[0].table)
+    return statement
+
+
+@dataclass
+class Materialized:
+    count: int = 0
+    handed_out: list[tuple[int, int]] = field(default_factory=list)  # (delivery id, lesson)
+
+
+def materialize_due(
+    database: Database,
+    course: Course,
+    *,
+    now: datetime,
+    day_seconds: int,
+    hand_out: bool = False,
+    on_chunk: Callable[[list[tuple[int, int]]], None] | None = None,
+) -> Materialized:
+    """Create a queued delivery for every enrollment whose next lesson is due.
+
+    1. Lock a chunk of due, active enrollments of this course.
+    2. Insert one delivery per enrollment, set-based from the locked rows (the
+       unique key ignores a repeat). With ``hand_out`` the new rows are marked
+       as handed to a send task in the same statement and returned, so the
+       tick needs no second pass over a million fresh rows to find them;
+       ``on_chunk`` gets each committed chunk at once, so workers start
+       sending while the rest is still being materialized.
+    3. Move each enrollment on to its next lesson and due time, only if it is
+       still at the lesson we read (a conditional update).
+    """
+    result = Materialized()
+    while True:
+        locked, created = _materialize_chunk(database, course, now, day_seconds, hand_out)
+        result.count += locked
+        if hand_out and on_chunk is None:
+            result.handed_out.extend(created)
+        if hand_out and on_chunk is not None and created:
+            on_chunk(created)
+        if locked < MATERIALIZE_CHUNK:
+            return result
+
+
+def _materialize_chunk(
+    database: Database, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    """One chunk: (enrollments moved on, deliveries created and handed out)."""
+    if not database.is_sqlite:
+        try:
+            with database.session() as session:
+                return _materialize_chunk_in_sql(session, course, now, day_seconds, hand_out)
+        except DataError:
+            # A time zone PostgreSQL does not know (its tz database is older than
+            # Python's): the same chunk, computed in Python, cannot fail that way.
+            pass
+    with database.session() as session:
+        return _materialize_chunk_in_python(session, course, now, day_seconds, hand_out)
+
+
+# PostgreSQL does the whole chunk in one statement: lock, move on, insert.
+# Its "local date + 1 day at the send hour AT TIME ZONE" resolves a missing or
+# doubled local hour the same way as schedule.local_send_time.
+_MATERIALIZE_SQL = text(
+    """
+    WITH due AS (
+        SELECT e.id, e.subscriber_id, e.next_lesson, e.next_due_at, s.timezone,
+               COALESCE(s.send_hour, :course_hour) AS send_hour
+        FROM enrollments AS e JOIN subscribers AS s ON s.id = e.subscriber_id
+        WHERE e.status = 'active' AND e.course_slug = :slug AND e.next_due_at <= :now
+        ORDER BY e.next_due_at
+        LIMIT :chunk
+        FOR UPDATE OF e SKIP LOCKED
+    ), moved AS (
+        UPDATE enrollments AS e
+        SET next_lesson = due.next_lesson + 1,
+            status = CASE WHEN due.next_lesson >= :last THEN 'completed' ELSE 'active' END,
+            completed_at = CASE WHEN due.next_lesson >= :last THEN :now END,
+            next_due_at = CASE
+                WHEN due.next_lesson >= :last THEN NULL
+                WHEN :day_seconds <> 86400
+                    THEN due.next_due_at + make_interval(secs => :day_seconds)
+                ELSE ((due.next_due_at AT TIME ZONE due.timezone)::date + 1
+                      + make_interval(hours => due.send_hour)) AT TIME ZONE due.timezone
+            END
+        FROM due
+        WHERE e.id = due.id AND e.next_lesson = due.next_lesson
+        RETURNING e.id
+    ), created AS (
+        INSERT INTO deliveries (
+            enrollment_id, subscriber_id, course_slug, lesson, status, due_at, created_at,
+            enqueued_at, attempts, message_id, error, possible_duplicate, provider_status)
+        SELECT due.id, due.subscriber_id, :slug, due.next_lesson, 'queued', due.next_due_at,
+               :now, :enqueued_at, 0, '', '', false, ''
+        FROM due
+        WHERE due.next_lesson <= :last
+        ON CONFLICT DO NOTHING
+        RETURNING id, lesson
+    )
+    SELECT counted.locked, created.id, created.lesson
+    FROM (SELECT count(*) AS locked FROM moved) AS counted
+    LEFT JOIN created ON true
+    """
+).bindparams(
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("enqueued_at", type_=DateTime(timezone=True)),
+    bindparam("day_seconds", type_=Float()),
+)
+
+
+def _materialize_chunk_in_sql(
+    session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    rows = session.execute(
+        _MATERIALIZE_SQL,
+        {
+            "course_hour": course.send_hour,
+            "slug": course.slug,
+            "now": now,
+            "chunk": MATERIALIZE_CHUNK,
+            "last": len(course.lessons),
+            "day_seconds": float(day_seconds),
+            "enqueued_at": now if hand_out else None,
+        },
+    ).all()
+    locked = rows[0].locked if rows else 0
+    return locked, [(row.id, row.lesson) for row in rows if row.id is not None]
+
+
+def _materialize_chunk_in_python(
+    session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
+) -> tuple[int, list[tuple[int, int]]]:
+    rows = session.execute(
+        _locking(
+            select(
+                Enrollment.id,
+                Enrollment.subscriber_id,
+                Enrollment.next_lesson,
+                Enrollment.next_due_at,
+                Subscriber.timezone,
+                Subscriber.send_hour,
+            )
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.status == EnrollmentStatus.ACTIVE.value,
+                Enrollment.course_slug == course.slug,
+                Enrollment.next_due_at <= now,
+            )
+            .order_by(Enrollment.next_due_at)
+            .limit(MATERIALIZE_CHUNK),
+            session,
+        )
+    ).all()
+    if not rows:
+        return 0, []
+    created = _create_deliveries(session, course, [row.id for row in rows], now, hand_out)
+    _advance_enrollments(session, course, rows, now, day_seconds)
+    return len(rows), created
+
+
+def _create_deliveries(
+    session: Session, course: Course, enrollment_ids: list[int], now: datetime, hand_out: bool
+) -> list[tuple[int, int]]:
+    columns = [
+        Delivery.enrollment_id, Delivery.subscriber_id, Delivery.course_slug, Delivery.lesson,
+        Delivery.status, Delivery.due_at, Delivery.created_at, Delivery.enqueued_at,
+        Delivery.attempts, Delivery.message_id, Delivery.error, Delivery.possible_duplicate,
+        Delivery.provider_status,
+    ]  # fmt: skip
+    enqueued_at = literal(now, UTCDateTime()) if hand_out else null()
+    source = select(
+        Enrollment.id, Enrollment.subscriber_id, literal(course.slug), Enrollment.next_lesson,
+        literal(DeliveryStatus.QUEUED.value), Enrollment.next_due_at,
+        literal(now, UTCDateTime()), enqueued_at, literal(0), literal(""), literal(""),
+        false(), literal(""),
+    ).where(
+        Enrollment.id.in_(enrollment_ids), Enrollment.next_lesson <= len(course.lessons)
+    )  # fmt: skip
+    statement = (
+        upsert_into(session, Delivery)
+        .from_select([column.key for column in columns], source)
+        .on_conflict_do_nothing()
+        .returning(Delivery.id, Delivery.lesson)
+    )
+    return [(row.id, row.lesson) for row in session.execute(statement)]
+
+
+def _advance_enrollments(
+    session: Session, course: Course, rows: Sequence[Any], now: datetime, day_seconds: int
+) -> None:
+    last = len(course.lessons)
+    changes = []
+    for row in rows:
+        finished = row.next_lesson >= last
+        changes.append(
+            {
+                "b_id": row.id,
+                "b_current": row.next_lesson,
+                "next_lesson": row.next_lesson + 1,
+                "status": EnrollmentStatus.COMPLETED.value
+                if finished
+                else EnrollmentStatus.ACTIVE.value,
+                "next_due_at": None
+                if finished
+                else following_due_at(
+                    row.next_due_at,
+                    timezone=row.timezone,
+                    send_hour=course.send_hour if row.send_hour is None else row.send_hour,
+                    day_seconds=day_seconds,
+                ),
+                "completed_at": now if finished else None,
+            }
+        )
+    table = cast(Table, Enrollment.__table__)
+    # Only if still at the lesson we read: a second tick's update matches nothing.
+    bulk_update(session, table, changes, match={"b_id": "id", "b_current": "next_lesson"})
+
+
+def _dispatchable(now: datetime, lease_seconds: int) -> list[Any]:
+    """The open deliveries a tick may hand out, one index-friendly condition each.
+
+    Kept apart rather than OR-ed: each is a range on the partial index of open
+    rows, where one OR-ed predicate made the planner scan every open row per chunk.
+    """
+    stale = now - timedelta(seconds=lease_seconds)
+    return [
+        # Materialized while the circuit was open, or by a tick that did not hand out.
+        and_(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.enqueued_at.is_(None)),
+        # Handed out, but no send task ever claimed them (lost message, Redis down).
+        and_(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.enqueued_at < stale),
+        # Claimed by a worker that died: the lease ran out.
+        and_(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_until < now),
+        and_(Delivery.status == DeliveryStatus.RETRYING.value, Delivery.next_attempt_at <= now),
+    ]
+
+
+def claim_for_dispatch(
+    database: Database,
+    course: Course,
+    *,
+    now: datetime,
+    lease_seconds: int,
+    batch_size: int,
+    limit: int | None = None,
+) -> list[list[int]]:
+    """Mark open deliveries as handed to a send task; return them in same-lesson batches.
+
+    A queued delivery whose task never ran (the broker lost it, Redis was down
+    at enqueue time) is handed out again once its lease has passed; a sending
+    one whose worker died is reclaimed and flagged as a possible duplicate,
+    since the provider may have taken it before the crash. ``limit`` caps how
+    many are handed out (a circuit probe); the rest stay as they are.
+    """
+    claimed_all: list[tuple[int, int]] = []
+    remaining = limit
+    for condition in _dispatchable(now, lease_seconds):
+        while remaining is None or remaining > 0:
+            chunk = CHUNK if remaining is None else min(CHUNK, remaining)
+            claimed = _claim_chunk(database, course, condition, now, chunk)
+            claimed_all += claimed
+            if remaining is not None:
+                remaining -= len(claimed)
+            if len(claimed) < chunk:
+                break
+    return in_batches(group_by_lesson(claimed_all), batch_size)
+
+
+def _claim_chunk(
+    database: Database, course: Course, condition: Any, now: datetime, chunk: int
+) -> list[tuple[int, int]]:
+    with database.session() as session:
+        ids = session.scalars(
+            _locking(
+                select(Delivery.id)
+                .where(Delivery.course_slug == course.slug, condition)
+                .order_by(Delivery.id)
+                .limit(chunk),
+                session,
+            )
+        ).all()
+        if not ids:
+            return []
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), condition)
+            .values(
+                possible_duplicate=or_(
+                    Delivery.possible_duplicate,
+                    Delivery.status == DeliveryStatus.SENDING.value,
+                ),
+                status=DeliveryStatus.QUEUED.value,
+                enqueued_at=now,
+            )
+            .returning(Delivery.id, Delivery.lesson)
+        ).all()
+        return [(row.id, row.lesson) for row in claimed]
+
+
+def group_by_lesson(deliveries: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    by_lesson: dict[int, list[int]] = defaultdict(list)
+    for delivery_id, lesson in deliveries:
+        by_lesson[lesson].append(delivery_id)
+    return by_lesson
+
+
+def in_batches(by_lesson: dict[int, list[int]], batch_size: int) -> list[list[int]]:
+    """Same-lesson batches of at most ``batch_size``: one rendering and one request each."""
+    batches = []
+    for lesson in sorted(by_lesson):
+        lesson_ids = sorted(by_lesson[lesson])
+        for start in range(0, len(lesson_ids), batch_size):
+            batches.append(lesson_ids[start : start + batch_size])
+    return batches
+
+
+def record_heartbeat(database: Database, name: str, now: datetime, detail: dict[str, Any]) -> None:
+    # One upsert: two ticks at once must not both try to insert the first row.
+    with database.session() as session:
+        statement = upsert_into(session, Heartbeat).values(name=name, at=now, detail=detail)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Heartbeat.name],
+                set_={"at": statement.excluded.at, "detail": statement.excluded.detail},
+            )
+        )
+
+
+def run_tick(
+    database: Database,
+    course: Course,
+    *,
+    now: datetime,
+    day_seconds: int,
+    lease_seconds: int,
+    batch_size: int,
+    enqueue: Callable[[list[int]], None],
+    probe_seconds: float = circuit.PROBE_SECONDS,
+) -> TickReport:
+    """One scheduler tick: materialize what is due, then hand it to send tasks.
+
+    While the sending circuit is open (the provider refused our credentials)
+    nothing is handed out, so the backlog grows in plain sight, except a probe
+    of at most ``batch_size`` deliveries every ``probe_seconds``; see drip/circuit.py.
+    """
+    started = time.monotonic()
+    report = TickReport()
+    report.circuit_open = circuit.status(database).open
+
+    def hand_out(created: list[tuple[int, int]]) -> None:
+        batches = in_batches(group_by_lesson(created), batch_size)
+        for batch in batches:
+            enqueue(batch)
+            report.dispatched += len(batch)
+        report.batches += batches
+
+    fresh = materialize_due(
+        database,
+        course,
+        now=now,
+        day_seconds=day_seconds,
+        hand_out=not report.circuit_open,
+        on_chunk=hand_out,
+    )
+    report.materialized = fresh.count
+    if not report.circuit_open or circuit.claim_probe(
+        database, now=now, probe_seconds=probe_seconds
+    ):
+        reclaimed = claim_for_dispatch(
+            database,
+            course,
+            now=now,
+            lease_seconds=lease_seconds,
+            batch_size=batch_size,
+            limit=batch_size if report.circuit_open else None,
+        )
+        for batch in reclaimed:
+            enqueue(batch)
+            report.dispatched += len(batch)
+        report.batches += reclaimed
+    record_heartbeat(
+        database,
+        "tick",
+        datetime.now(UTC),
+        {
+            "materialized": report.materialized,
+            "dispatched": report.dispatched,
+            "circuit_open": report.circuit_open,
+            "duration": round(time.monotonic() - started, 4),
+        },
+    )
+    return report
+
+
+def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with full jitter: spreads retries so they do not stampede."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))

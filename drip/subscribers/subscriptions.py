@@ -1,0 +1,288 @@
+"""The subscriber's use cases: subscribe, confirm, enroll, unsubscribe, and the suppression list.
+
+Views, tasks and the CLI call these. Re-signup rules (one place, so the form,
+the API and the import agree):
+
+- active: left alone, nothing sent, the same neutral answer;
+- pending or unsubscribed: a fresh double opt-in, which re-enrolls from lesson 1;
+- suppressed for a bounce or a complaint: nothing, ever;
+- erased: like a new address; the "erased" suppression is lifted only when the
+  new double opt-in is confirmed, so until then only the confirmation goes out.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from drip.data.db import upsert_into
+from drip.data.models import (
+    NOT_YET_SENDING,
+    RESTARTABLE,
+    RUNNING,
+    Consent,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from drip.subscribers.validation import SignupInput
+
+# The suppression reason an erasure leaves. Every other reason (bounce,
+# complaint, ...) blocks the address for good; this one yields to a new,
+# confirmed double opt-in.
+ERASED = "erased"
+
+
+@dataclass(frozen=True)
+class ConsentContext:
+    """How and where consent was given, for the record (GDPR: provable consent)."""
+
+    source: str
+    text: str
+    text_version: str
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class SignupOutcome:
+    """Whom to send a confirmation to, if anyone. The person is told the same either way."""
+
+    subscriber_id: int | None = None
+    consent_id: int | None = None
+
+    @property
+    def send_confirmation(self) -> bool:
+        return self.subscriber_id is not None
+
+
+def email_hash(secret_key: str, email: str) -> str:
+    """A keyed hash: lets us recognise a suppressed address without keeping it."""
+    # hmac.digest: the one-shot form, same value as hmac.new(...).hexdigest(), much faster
+    # when an import hashes a million addresses.
+    return hmac.digest(secret_key.encode(), email.lower().encode(), "sha256").hex()
+
+
+def is_suppressed(session: Session, secret_key: str, email: str) -> bool:
+    """True for any suppression, "erased" included: nothing may mail it without a new opt-in."""
+    return suppression_reason(session, secret_key, email) is not None
+
+
+def suppression_reason(session: Session, secret_key: str, email: str) -> str | None:
+    digest = email_hash(secret_key, email)
+    return session.scalar(select(Suppression.reason).where(Suppression.email_hash == digest))
+
+
+def suppress(session: Session, secret_key: str, email: str, *, reason: str, now: datetime) -> None:
+    """Put an address on the suppression list; an existing entry keeps its first reason.
+
+    So erasing an address that bounced keeps it blocked as a bounce, and a
+    later re-signup still gets nothing.
+    """
+    session.execute(
+        upsert_into(session, Suppression)
+        .values(email_hash=email_hash(secret_key, email), reason=reason, created_at=now)
+        .on_conflict_do_nothing(index_elements=["email_hash"])
+    )
+
+
+def subscribe(
+    session: Session,
+    signup: SignupInput,
+    consent: ConsentContext,
+    *,
+    now: datetime,
+    secret_key: str,
+) -> SignupOutcome:
+    """Record a signup and decide whether a confirmation email goes out.
+
+    1. A suppressed address (bounced, complained) gets nothing.
+    2. An active subscriber is left alone: no restart, nothing sent.
+    3. A new, pending or unsubscribed address gets a consent record and a
+       confirmation email; nothing is mailed until they confirm. An erased
+       address counts as new; its consent notes the suppression that
+       confirming will lift.
+    """
+    reason = suppression_reason(session, secret_key, signup.email)
+    if reason is not None and reason != ERASED:
+        return SignupOutcome()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == signup.email))
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=signup.email,
+            first_name=signup.first_name,
+            timezone=signup.timezone,
+            status=SubscriberStatus.PENDING.value,
+            created_at=now,
+        )
+        session.add(subscriber)
+        session.flush()
+    elif subscriber.status not in RESTARTABLE:
+        return SignupOutcome()
+    else:
+        subscriber.first_name = signup.first_name or subscriber.first_name
+        subscriber.timezone = signup.timezone
+        subscriber.confirmation_sent_at = None  # a new consent waits for its own email
+    record = Consent(
+        subscriber_id=subscriber.id,
+        source=consent.source,
+        text=consent.text,
+        text_version=consent.text_version,
+        ip=consent.ip,
+        user_agent=consent.user_agent[:400],
+        created_at=now,
+        lifts_suppression_hash=email_hash(secret_key, signup.email) if reason else None,
+    )
+    session.add(record)
+    session.flush()
+    return SignupOutcome(subscriber.id, record.id)
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    confirmed: bool
+    newly_enrolled: bool = False
+
+
+def confirm(
+    session: Session,
+    subscriber_id: int,
+    consent_id: int,
+    *,
+    course_slug: str,
+    now: datetime,
+    ip: str = "",
+) -> ConfirmOutcome:
+    """Confirm a double opt-in and enroll; lesson 1 is due at once. Safe to repeat.
+
+    A confirmation after an erasure lifts the "erased" suppression: the person
+    has consented anew (never a bounce or complaint suppression).
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    consent = session.get(Consent, consent_id)
+    if subscriber is None or consent is None or consent.subscriber_id != subscriber.id:
+        return ConfirmOutcome(confirmed=False)
+    if subscriber.status == SubscriberStatus.ACTIVE.value:
+        return ConfirmOutcome(confirmed=True)
+    if subscriber.status not in RESTARTABLE or consent.withdrawn_at is not None:
+        return ConfirmOutcome(confirmed=False)
+    subscriber.status = SubscriberStatus.ACTIVE.value
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    consent.confirmed_at = now
+    consent.confirmed_ip = ip
+    if consent.lifts_suppression_hash:
+        session.execute(
+            delete(Suppression).where(
+                Suppression.email_hash == consent.lifts_suppression_hash,
+                Suppression.reason == ERASED,
+            )
+        )
+    enroll(session, subscriber.id, course_slug=course_slug, now=now)
+    return ConfirmOutcome(confirmed=True, newly_enrolled=True)
+
+
+def enroll(session: Session, subscriber_id: int, *, course_slug: str, now: datetime) -> Enrollment:
+    """Start the course from lesson 1, due now; any running enrollment is ended first.
+
+    The ended enrollment's lessons that are not out yet are skipped, so a
+    restart never sends a lesson twice (the send-time re-check would drop them
+    too; skipping them here keeps them out of the next tick).
+    """
+    ended = session.scalars(
+        update(Enrollment)
+        .where(
+            Enrollment.subscriber_id == subscriber_id,
+            Enrollment.course_slug == course_slug,
+            Enrollment.status.in_(RUNNING),
+        )
+        .values(status=EnrollmentStatus.CANCELLED.value, next_due_at=None)
+        .returning(Enrollment.id)
+    ).all()
+    if ended:
+        skip_open_deliveries(session, Delivery.enrollment_id.in_(ended), reason="restarted")
+    enrollment = Enrollment(
+        subscriber_id=subscriber_id,
+        course_slug=course_slug,
+        status=EnrollmentStatus.ACTIVE.value,
+        next_lesson=1,
+        next_due_at=now,
+        started_at=now,
+    )
+    session.add(enrollment)
+    session.flush()
+    return enrollment
+
+
+def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> bool:
+    """Stop all mail to a subscriber at once. Idempotent; True if the subscriber exists.
+
+    Open enrollments stop scheduling; deliveries already claimed by a batch are
+    dropped by the re-check right before sending (drip.sending.delivery).
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == SubscriberStatus.ERASED.value:
+        return False
+    if subscriber.status in (SubscriberStatus.ACTIVE.value, SubscriberStatus.PENDING.value):
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED.value
+        subscriber.unsubscribed_at = now
+    stop_mailing(session, [subscriber_id], now=now, withdraw_consent=True)
+    return True
+
+
+def stop_mailing(
+    session: Session,
+    subscriber_ids: Sequence[int],
+    *,
+    now: datetime,
+    withdraw_consent: bool,
+    skip_reason: str | None = None,
+) -> None:
+    """No further lesson for these subscribers: the one place that stops the mail.
+
+    Running enrollments end. A personal choice (an unsubscribe, a spam report)
+    also withdraws consent (GDPR: withdrawing is as easy as giving it). With
+    ``skip_reason`` lessons not yet handed to a send task are skipped now;
+    otherwise the re-check right before sending drops them.
+    """
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.subscriber_id.in_(subscriber_ids), Enrollment.status.in_(RUNNING))
+        .values(status=EnrollmentStatus.CANCELLED.value, next_due_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if withdraw_consent:
+        session.execute(
+            update(Consent)
+            .where(Consent.subscriber_id.in_(subscriber_ids), Consent.withdrawn_at.is_(None))
+            .values(withdrawn_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if skip_reason is not None:
+        skip_open_deliveries(
+            session, Delivery.subscriber_id.in_(subscriber_ids), reason=skip_reason
+        )
+
+
+def skip_open_deliveries(session: Session, condition: Any, *, reason: str) -> None:
+    """Mark deliveries not yet handed to the provider as skipped.
+
+    Only queued and retrying rows: a "sending" row belongs to a send task now,
+    whose own re-check drops it (sending.py).
+    """
+    session.execute(
+        update(Delivery)
+        .where(condition, Delivery.status.in_(NOT_YET_SENDING))
+        .values(status=DeliveryStatus.SKIPPED.value, error=reason)
+        .execution_options(synchronize_session=False)
+    )
