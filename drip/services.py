@@ -45,14 +45,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings,
         database=Database(settings.database_url),
         course=load_course(settings.course_dir, affiliate_url=settings.affiliate_url),
-        mailer=_mailer(settings),
+        mailer=build_mailer(settings),
         tokens=tokens,
         links=Links(settings.base_url, tokens),
         clock=clock or system_clock,
     )
 
 
-def _mailer(settings: Settings) -> Mailer:
+def build_mailer(settings: Settings) -> Mailer:
+    """The backend the settings ask for, behind the shared send rate when one is set."""
     mailer = make_mailer(settings)
     if settings.send_rate:
         # DRIP_SEND_RATE is one budget for every worker, so it lives in the shared Redis.

@@ -7,6 +7,7 @@ course days pass in milliseconds.
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,21 +18,25 @@ from typing import Any
 import psycopg
 import pytest
 from celery.contrib.testing.worker import start_worker
+from drip_devtools.sendgrid_sink import Sink
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from drip.app import create_app
 from drip.config import Settings
 from drip.data.db import Database
 from drip.data.migrate import upgrade
-from drip.data.models import Base
+from drip.data.models import Base, Delivery
 from drip.services import Services
 from tests import services as real
+from tests.mailbox import csrf_token
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_DIR = ROOT / "course"
 # One Redis database per backend, so a SQLite run and a PostgreSQL run never share a queue.
 REDIS_DB = {"sqlite": 11, "postgresql": 12}
+# The key the SendGrid stand-in accepts; stacks mailing through it use the same.
+SENDGRID_API_KEY = "SG.drip-tests.key"
 
 
 class FakeClock:
@@ -241,3 +246,88 @@ def settle(stack: Stack, timeout: float = 30.0) -> None:
         )
     finally:
         client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Sink]:
+    """The SendGrid stand-in, recording; on a fixed port so a test can stop and restart it."""
+    with Sink(port=free_port(), api_key=SENDGRID_API_KEY, record=True) as running:
+        yield running
+
+
+def sendgrid_stack(stack_factory: Callable[..., Stack], sink: Sink, **overrides: object) -> Stack:
+    """The module's stack mailing through the SendGrid backend to ``sink``, emptied for a test."""
+    current = stack_factory(
+        email_backend="sendgrid",
+        sendgrid_api_key=SENDGRID_API_KEY,
+        sendgrid_host=sink.url,
+        **overrides,
+    )
+    clear_tables(current.services.database)
+    current.clock.set(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
+    sink.clear_faults()
+    sink.reset()
+    sink.recording = True
+    return current
+
+
+def settled(stack: Stack) -> bool:
+    """No delivery waits or is being sent: the worker has recorded every outcome."""
+    with stack.session() as session:
+        busy = session.scalar(
+            select(func.count()).where(Delivery.status.in_(["queued", "sending"]))
+        )
+    return busy == 0
+
+
+def handed_out_settled(stack: Stack) -> bool:
+    """Nothing handed to a send task is still waiting for it or being sent.
+
+    Unlike ``settled``, lessons no tick has handed out (an open circuit holds them) may wait.
+    """
+    with stack.session() as session:
+        busy = session.scalar(
+            select(func.count()).where(
+                (Delivery.status == "sending")
+                | ((Delivery.status == "queued") & Delivery.enqueued_at.is_not(None))
+            )
+        )
+    return busy == 0
+
+
+def drain(stack: Stack, timeout: float = 20.0) -> None:
+    """Wait until the worker has sent everything the last tick handed out."""
+    wait_until(lambda: settled(stack), timeout=timeout)
+
+
+def sign_up(
+    stack: Stack, email: str, timezone: str = "America/New_York", name: str = "Ann"
+) -> None:
+    """Sign up through the form, as a person would; every address gets the same answer."""
+    client = stack.client
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    answer = client.post(
+        "/subscribe",
+        data={"email": email, "first_name": name, "timezone": timezone, "csrf_token": token},
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert answer.headers["Location"].endswith("/thanks")
+
+
+def walk_hours(
+    stack: Stack, hours: int, lessons_so_far: Callable[[], int]
+) -> list[tuple[int, datetime]]:
+    """Move the clock an hour at a time, ticking; note (lessons received, when) at each arrival."""
+    arrivals = []
+    for _ in range(hours):
+        now = stack.clock.advance(hours=1)
+        if stack.tick().dispatched:
+            drain(stack)
+            arrivals.append((lessons_so_far(), now))
+    return arrivals

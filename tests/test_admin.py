@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as day_time
@@ -29,10 +29,9 @@ from drip.data.models import AuditEntry, Click, Delivery, Enrollment, Event, Sub
 from drip.subscribers import subscriptions
 from drip.subscribers.validation import SignupInput
 from drip.web.admin import attempts
-from tests.conftest import Stack, clear_tables, wait_until
+from tests.conftest import SENDGRID_API_KEY, Stack, clear_tables, drain
 from tests.mailbox import csrf_token
 
-API_KEY = "SG.admin-tests.key"
 PASSWORD = "correct horse battery staple"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126 Safari/537.36"
 LOGIN = "/admin/login"
@@ -73,17 +72,6 @@ def add_confirmed(stack: Stack, people: dict[str, str]) -> dict[str, int]:
                 )
             ids[name] = outcome.subscriber_id
     return ids
-
-
-def drain(stack: Stack) -> None:
-    def settled() -> bool:
-        with stack.session() as session:
-            busy = session.scalar(
-                select(func.count()).where(Delivery.status.in_(["queued", "sending"]))
-            )
-        return busy == 0
-
-    wait_until(settled, timeout=20)
 
 
 def click(stack: Stack, delivery_id: int, user_agent: str = BROWSER, method: str = "GET") -> None:
@@ -175,16 +163,10 @@ LESSONS = {
 # --- Fixtures and helpers ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    with Sink(api_key=API_KEY) as running:
-        yield running
-
-
 def admin_stack(stack_factory: Callable[..., Stack], sink: Sink, **overrides: Any) -> Stack:
     stack = stack_factory(
         email_backend="sendgrid",
-        sendgrid_api_key=API_KEY,
+        sendgrid_api_key=SENDGRID_API_KEY,
         sendgrid_host=sink.url,
         admin_password=PASSWORD,
         **overrides,

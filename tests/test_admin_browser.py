@@ -11,7 +11,6 @@ import pytest
 from tests.browser import chromium, live_server
 from tests.conftest import ROOT, Stack
 from tests.test_admin import PASSWORD, KnownState, admin_stack, build_known_state
-from tests.test_admin import sink as sink
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "test-artifacts" / "admin"

@@ -33,10 +33,16 @@ from drip.sending import circuit
 from drip.services import Services
 from drip.subscribers import subscriptions
 from drip.subscribers.validation import SignupInput
-from tests.conftest import FakeClock, Stack, clear_tables, database_url_for, make_settings
+from tests.conftest import (
+    SENDGRID_API_KEY,
+    FakeClock,
+    Stack,
+    clear_tables,
+    database_url_for,
+    make_settings,
+)
 from tests.conftest import wait_until as wait_for
 
-API_KEY = "SG.health-tests.key"
 # A Redis database of this module's own: other stacks flush theirs when they start.
 OWN_REDIS_DB = {"sqlite": 13, "postgresql": 14}
 THRESHOLDS: dict[str, Any] = {
@@ -131,12 +137,6 @@ def purge_queue(settings: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    with Sink(api_key=API_KEY) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def ops_stack(
     backend: str,
     redis_url: str,
@@ -151,7 +151,7 @@ def ops_stack(
         redis_url,
         var_dir,
         email_backend="sendgrid",
-        sendgrid_api_key=API_KEY,
+        sendgrid_api_key=SENDGRID_API_KEY,
         sendgrid_host=sink.url,
         sendgrid_timeout=5.0,
         batch_size=1,  # one send task per delivery: the queue depth counts deliveries
@@ -251,7 +251,7 @@ def test_a_stale_tick_turns_amber_then_red(ops: Ops) -> None:
 
 
 def test_a_refused_sendgrid_key_opens_the_circuit_until_the_key_works(ops: Ops) -> None:
-    ops.sink.set_faults({"forbidden_keys": [API_KEY]})
+    ops.sink.set_faults({"forbidden_keys": [SENDGRID_API_KEY]})
     confirmed_subscribers(ops.stack, 1)
     ops.stack.tick()
     wait_for(lambda: circuit.status(ops.services.database).open)

@@ -23,7 +23,6 @@ from tests.test_admin import (
     drain,
     side_app,
 )
-from tests.test_admin import sink as sink
 
 TOKEN = "metrics-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,26 +11,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from drip.data.models import Delivery, Enrollment, Subscriber
 from drip.sending import dispatch
 from tests.browser import chromium, live_server
 from tests.cli import run_cli
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, settled, wait_until
 from tests.mailbox import csrf_token, link, messages
 
 EMAIL = "prefs@example.com"
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def settled(stack: Stack) -> bool:
-    """No delivery waits or is being sent: the worker has recorded every outcome."""
-    with stack.session() as session:
-        busy = session.scalar(
-            select(func.count()).where(Delivery.status.in_(["queued", "sending"]))
-        )
-    return busy == 0
 
 
 def lessons(stack: Stack) -> list[str]:

@@ -7,22 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from drip.data.models import Consent, Delivery, Enrollment, Subscriber, Suppression
+from drip.data.models import Consent, Enrollment, Subscriber, Suppression
 from drip.services import enqueue
 from drip.subscribers.subscriptions import email_hash
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, settled, sign_up, wait_until
 from tests.mailbox import csrf_token, link, messages
 
 ANSWER = {"status": "pending_confirmation"}
-
-
-def sign_up(stack: Stack, email: str) -> None:
-    """The form and the JSON API both; each answers as for any new address."""
-    client = stack.client
-    token = csrf_token(client.get("/").get_data(as_text=True))
-    answer = client.post("/subscribe", data={"email": email, "csrf_token": token})
-    assert answer.status_code == 303
-    assert answer.headers["Location"].endswith("/thanks")
 
 
 def sign_up_by_api(stack: Stack, email: str) -> None:
@@ -52,15 +43,6 @@ def become_active(stack: Stack, email: str) -> None:
     wait_until(lambda: subjects(stack, email))
     confirm_latest(stack, email)
     wait_until(lambda: lessons(stack, email) and settled(stack))
-
-
-def settled(stack: Stack) -> bool:
-    """No delivery waits or is being sent: the worker has recorded every outcome."""
-    with stack.session() as session:
-        busy = session.scalar(
-            select(func.count()).where(Delivery.status.in_(["queued", "sending"]))
-        )
-    return busy == 0
 
 
 def pass_a_day(stack: Stack) -> None:

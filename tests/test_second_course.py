@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from drip.cli import main
 from drip.data.models import Enrollment
-from tests.conftest import ROOT, Stack, wait_until
+from tests.conftest import ROOT, Stack, drain, sign_up, wait_until
 from tests.mailbox import messages
-from tests.test_walk import confirm_from_outbox, drain, sign_up
+from tests.test_walk import confirm_from_outbox
 
 THREE_DAY = ROOT / "tests" / "course_fixtures" / "three-day"
 

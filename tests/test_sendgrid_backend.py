@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import math
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 from drip_devtools.sendgrid_sink import Sink
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from drip.config import ConfigError, Settings, load_settings
 from drip.data.models import Delivery, Enrollment, Subscriber
@@ -30,18 +28,17 @@ from drip.mail.base import (
     SendingDisabled,
     TransientError,
 )
-from drip.mail.factory import make_mailer
 from drip.mail.sendgrid import CUSTOM_ARG_KEY, MessageRefused, SendGridMailer, mail_body
 from drip.sending.rate import RateLimitedMailer, SendRate
-from tests.conftest import Stack, clear_tables, wait_until
-
-API_KEY = "SG.drip-tests.key"
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    with Sink(api_key=API_KEY, record=True) as running:
-        yield running
+from drip.services import build_mailer
+from tests.conftest import (
+    SENDGRID_API_KEY,
+    Stack,
+    free_port,
+    handed_out_settled,
+    sendgrid_stack,
+    wait_until,
+)
 
 
 @pytest.fixture()
@@ -53,7 +50,7 @@ def fresh_sink(sink: Sink) -> Sink:
 
 
 def mailer_for(sink: Sink, timeout: float = 5.0) -> SendGridMailer:
-    return SendGridMailer(api_key=API_KEY, host=sink.url, timeout=timeout)
+    return SendGridMailer(api_key=SENDGRID_API_KEY, host=sink.url, timeout=timeout)
 
 
 def lesson_batch(count: int = 3, **fields: str) -> Batch:
@@ -84,19 +81,6 @@ def lesson_batch(count: int = 3, **fields: str) -> Batch:
     }
     values.update(fields)
     return Batch(recipients=recipients, **values)  # type: ignore[arg-type]
-
-
-def sendgrid_stack(stack_factory: Callable[..., Stack], sink: Sink, **overrides: object) -> Stack:
-    """The module's stack mailing through the SendGrid backend to ``sink``, emptied for a test."""
-    current = stack_factory(
-        email_backend="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=sink.url, **overrides
-    )
-    clear_tables(current.services.database)
-    current.clock.set(datetime(2026, 3, 5, 15, 0, tzinfo=UTC))
-    sink.clear_faults()
-    sink.reset()
-    sink.recording = True
-    return current
 
 
 def add_due_subscribers(stack: Stack, count: int, prefix: str = "person") -> list[str]:
@@ -133,27 +117,6 @@ def add_due_subscribers(stack: Stack, count: int, prefix: str = "person") -> lis
             ],
         )
     return emails
-
-
-def settled(stack: Stack) -> bool:
-    """Nothing handed to a send task is still waiting for it or being sent."""
-    with stack.session() as session:
-        busy = session.scalar(
-            select(func.count()).where(
-                (Delivery.status == "sending")
-                | ((Delivery.status == "queued") & Delivery.enqueued_at.is_not(None))
-            )
-        )
-    return busy == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-# --- The request ------------------------------------------------------------------
 
 
 def test_a_batch_is_one_request_with_a_personalization_per_recipient(fresh_sink: Sink) -> None:
@@ -270,7 +233,9 @@ def test_a_dropped_connection_is_an_unknown_outcome(fresh_sink: Sink) -> None:
 
 
 def test_a_refused_connection_is_safe_to_retry() -> None:
-    nobody = SendGridMailer(api_key=API_KEY, host=f"http://127.0.0.1:{free_port()}", timeout=2)
+    nobody = SendGridMailer(
+        api_key=SENDGRID_API_KEY, host=f"http://127.0.0.1:{free_port()}", timeout=2
+    )
     with pytest.raises(TransientError, match="unreachable"):
         nobody.send(lesson_batch())
 
@@ -377,9 +342,9 @@ def test_the_rate_and_the_timeout_come_from_the_environment(tmp_path: Path) -> N
 def test_a_send_rate_puts_every_backend_behind_the_shared_limit(
     redis_url: str, tmp_path: Path
 ) -> None:
-    plain = make_mailer(Settings(outbox_dir=tmp_path))
+    plain = build_mailer(Settings(outbox_dir=tmp_path))
     assert not isinstance(plain, RateLimitedMailer)
-    limited_mailer = make_mailer(
+    limited_mailer = build_mailer(
         Settings(outbox_dir=tmp_path, send_rate=5.0, redis_url=f"{redis_url}/13")
     )
     assert isinstance(limited_mailer, RateLimitedMailer) and limited_mailer.name == "outbox"
@@ -400,7 +365,7 @@ def test_2500_subscribers_due_for_the_same_lesson_go_out_in_3_requests(
 
     assert report.dispatched == 2500
     assert [len(batch) for batch in report.batches] == [1000, 1000, 500]
-    wait_until(lambda: settled(stack), timeout=30)
+    wait_until(lambda: handed_out_settled(stack), timeout=30)
     assert sink.stats["requests"] == 3
     assert sink.stats["messages"] == 2500
     with stack.session() as session:

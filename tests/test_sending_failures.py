@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,14 +22,8 @@ from drip.data.models import Delivery, Subscriber
 from drip.sending import circuit
 from drip.sending import delivery as engine
 from drip.sending.dispatch import claim_for_dispatch, materialize_due
-from tests.conftest import Stack, wait_until
-from tests.test_sendgrid_backend import (
-    API_KEY,
-    add_due_subscribers,
-    free_port,
-    sendgrid_stack,
-    settled,
-)
+from tests.conftest import SENDGRID_API_KEY, Stack, handed_out_settled, sendgrid_stack, wait_until
+from tests.test_sendgrid_backend import add_due_subscribers
 
 BATCH_SIZE = 10
 TIMEOUT = 1.0  # the SendGrid client's timeout in this module's stack
@@ -40,13 +34,6 @@ UNKNOWN_OUTCOMES = [
     pytest.param({"delay": TIMEOUT + 1}, id="timeout"),
     pytest.param({"drop": True}, id="dropped"),
 ]
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    # A fixed port, so a test can stop the sink (connection refused) and start it again.
-    with Sink(port=free_port(), api_key=API_KEY, record=True) as running:
-        yield running
 
 
 @pytest.fixture()
@@ -101,7 +88,7 @@ def tick_and_settle(stack: Stack, **advance: float) -> int:
     if advance:
         stack.clock.advance(**advance)
     report = stack.tick()
-    wait_until(lambda: settled(stack), timeout=20)
+    wait_until(lambda: handed_out_settled(stack), timeout=20)
     return int(report.dispatched)
 
 
@@ -165,7 +152,7 @@ def test_a_lesson_over_30_mb_fails_every_recipient_in_one_request(stack: Stack, 
 
 REFUSALS = [
     pytest.param({"rules": [{"status": 401}]}, "401", id="401"),
-    pytest.param({"forbidden_keys": [API_KEY]}, "403", id="403"),
+    pytest.param({"forbidden_keys": [SENDGRID_API_KEY]}, "403", id="403"),
 ]
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
-from tests.test_admin import add_confirmed, drain
+from tests.conftest import Stack, drain
+from tests.test_admin import add_confirmed
 
 
 def drip_status(stack: Stack, **env: str) -> subprocess.CompletedProcess[str]:

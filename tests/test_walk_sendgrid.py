@@ -4,8 +4,8 @@ through the real `sendgrid` client to the sink, personalized by SendGrid's subst
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,16 +14,9 @@ from sqlalchemy import select
 
 from drip.data.models import Consent, Delivery
 from drip.mail.sendgrid import CUSTOM_ARG_KEY
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, sendgrid_stack, sign_up, wait_until, walk_hours
 from tests.mailbox import csrf_token
-from tests.test_sendgrid_backend import API_KEY, sendgrid_stack
-from tests.test_walk import NEW_YORK, drain, sign_up
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    with Sink(api_key=API_KEY, record=True) as running:
-        yield running
+from tests.test_walk import NEW_YORK
 
 
 @pytest.fixture()
@@ -58,16 +51,6 @@ def confirm_from_sink(stack: Stack, sink: Sink, email: str) -> None:
     assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
-def walk_hours(
-    stack: Stack, sink: Sink, hours: int, on_new_lesson: list[tuple[int, datetime]], email: str
-) -> None:
-    for _ in range(hours):
-        now = stack.clock.advance(hours=1)
-        if stack.tick().dispatched:
-            drain(stack)
-            on_new_lesson.append((len(lessons_at_sink(sink, email)), now))
-
-
 def test_ten_lessons_go_through_sendgrid_one_a_day_at_the_send_hour(
     stack: Stack, sink: Sink
 ) -> None:
@@ -75,8 +58,7 @@ def test_ten_lessons_go_through_sendgrid_one_a_day_at_the_send_hour(
     sign_up(stack, email, name="Ann")
     confirm_from_sink(stack, sink, email)
     wait_until(lambda: len(lessons_at_sink(sink, email)) == 1)
-    arrivals: list[tuple[int, datetime]] = []
-    walk_hours(stack, sink, 24 * 10, arrivals, email)
+    arrivals = walk_hours(stack, 24 * 10, lambda: len(lessons_at_sink(sink, email)))
 
     lessons = lessons_at_sink(sink, email)
     assert [m["subject"].split(":")[0] for m in lessons] == [f"Day {k}" for k in range(1, 11)]

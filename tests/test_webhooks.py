@@ -29,8 +29,7 @@ from drip.ops.engagement import LessonEngagement, lesson_engagement
 from drip.subscribers import confirmations, subscriptions
 from drip.subscribers.validation import SignupInput
 from tests.browser import live_server
-from tests.conftest import Stack, wait_until
-from tests.test_sendgrid_backend import API_KEY
+from tests.conftest import SENDGRID_API_KEY, Stack, wait_until
 
 EventList = list[dict[str, Any]]
 
@@ -87,7 +86,7 @@ def served(
     key_path = tmp_path_factory.mktemp("webhook-key") / "sink-key.pem"
     built: dict[str, Stack] = {}
     sink = Sink(
-        api_key=API_KEY,
+        api_key=SENDGRID_API_KEY,
         webhook_key_path=str(key_path),
         record=True,
         clock=lambda: built["stack"].clock().timestamp(),
@@ -95,7 +94,7 @@ def served(
     with sink:
         built["stack"] = stack_factory(
             email_backend="sendgrid",
-            sendgrid_api_key=API_KEY,
+            sendgrid_api_key=SENDGRID_API_KEY,
             sendgrid_host=sink.url,
             sendgrid_webhook_key=sink.public_key_b64,
         )

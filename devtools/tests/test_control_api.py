@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from drip_devtools.sendgrid_sink import Sink
 from drip_devtools.sendgrid_sink.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from drip_devtools.sendgrid_sink.testing import WebhookReceiver, control, mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, WebhookReceiver, control, mail_body
 from python_http_client.exceptions import ServiceUnavailableError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def sink(receiver: WebhookReceiver) -> Iterator[Sink]:
-    with Sink(webhook_url=receiver.url) as sink:
-        yield sink
-
-
 def client(sink: Sink) -> SendGridAPIClient:
-    sg = SendGridAPIClient(api_key="SG.key", host=sink.url)
+    sg = SendGridAPIClient(api_key=TEST_API_KEY, host=sink.url)
     sg.client.timeout = 5
     return sg
 

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from drip_devtools.sendgrid_sink import Sink, events
 from drip_devtools.sendgrid_sink.events import EventSpecError, Target
 from drip_devtools.sendgrid_sink.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from drip_devtools.sendgrid_sink.testing import WebhookReceiver, mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, WebhookReceiver, mail_body
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def sink(receiver: WebhookReceiver) -> Iterator[Sink]:
-    with Sink(record=True, webhook_url=receiver.url) as sink:
-        yield sink
 
 
 def verified(sink: Sink, headers: dict[str, str], body: bytes) -> bool:
@@ -38,7 +25,7 @@ def verified(sink: Sink, headers: dict[str, str], body: bytes) -> bool:
 
 
 def send(sink: Sink, recipients: int = 1) -> str:
-    sg = SendGridAPIClient(api_key="SG.key", host=sink.url)
+    sg = SendGridAPIClient(api_key=TEST_API_KEY, host=sink.url)
     sg.client.timeout = 5
     return str(sg.send(mail_body(recipients)).headers["X-Message-Id"])
 

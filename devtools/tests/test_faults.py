@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from drip_devtools.sendgrid_sink import Sink
 from drip_devtools.sendgrid_sink.faults import PlanError
-from drip_devtools.sendgrid_sink.testing import mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, mail_body
 from python_http_client.exceptions import (
     BadRequestsError,
     ForbiddenError,
@@ -31,14 +30,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with Sink(record=True) as sink:
-        yield sink
-
-
 def client(sink: Sink, timeout: float = 5) -> SendGridAPIClient:
-    sg = SendGridAPIClient(api_key="SG.key", host=sink.url)
+    sg = SendGridAPIClient(api_key=TEST_API_KEY, host=sink.url)
     sg.client.timeout = timeout
     return sg
 

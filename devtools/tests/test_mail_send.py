@@ -6,11 +6,10 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from drip_devtools.sendgrid_sink import Sink
-from drip_devtools.sendgrid_sink.testing import mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, mail_body
 from python_http_client.exceptions import (
     BadRequestsError,
     ForbiddenError,
@@ -20,16 +19,8 @@ from python_http_client.exceptions import (
 )
 from sendgrid import SendGridAPIClient
 
-KEY = "SG.test-key"
 
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with Sink(api_key=KEY, record=True) as sink:
-        yield sink
-
-
-def client(sink: Sink, key: str = KEY) -> SendGridAPIClient:
+def client(sink: Sink, key: str = TEST_API_KEY) -> SendGridAPIClient:
     sg = SendGridAPIClient(api_key=key, host=sink.url)
     sg.client.timeout = 5
     return sg
@@ -102,7 +93,7 @@ def test_a_sink_without_a_key_takes_any_key() -> None:
 
 
 def test_a_key_marked_forbidden_gets_403(sink: Sink) -> None:
-    sink.set_faults(forbidden_keys=[KEY])
+    sink.set_faults(forbidden_keys=[TEST_API_KEY])
 
     with pytest.raises(ForbiddenError) as exc:
         client(sink).send(mail_body())
@@ -137,7 +128,7 @@ def test_a_body_that_is_not_json_gets_400(sink: Sink) -> None:
     request = urllib.request.Request(
         f"{sink.url}/v3/mail/send",
         data=b"{not json",
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {TEST_API_KEY}", "Content-Type": "application/json"},
         method="POST",
     )
 
@@ -162,7 +153,7 @@ def test_an_unknown_path_gets_404(sink: Sink) -> None:
 def test_it_keeps_the_connection_alive_between_requests(sink: Sink) -> None:
     host, port = sink.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}", "Content-Type": "application/json"}
     try:
         statuses = []
         for _ in range(3):

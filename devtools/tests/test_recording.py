@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from drip_devtools.sendgrid_sink import Sink
-from drip_devtools.sendgrid_sink.testing import mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, mail_body
 from python_http_client.exceptions import BadRequestsError
 from sendgrid import SendGridAPIClient
 
 
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with Sink(record=True) as sink:
-        yield sink
-
-
 def client(sink: Sink) -> SendGridAPIClient:
-    sg = SendGridAPIClient(api_key="SG.key", host=sink.url)
+    sg = SendGridAPIClient(api_key=TEST_API_KEY, host=sink.url)
     sg.client.timeout = 5
     return sg
 

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from drip_devtools.sendgrid_sink import Sink
-from drip_devtools.sendgrid_sink.testing import mail_body
+from drip_devtools.sendgrid_sink.testing import TEST_API_KEY, mail_body
 from python_http_client.exceptions import BadRequestsError
 from sendgrid import SendGridAPIClient
 
 Body = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    with Sink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sg(sink: Sink) -> SendGridAPIClient:
-    sg = SendGridAPIClient(api_key="SG.key", host=sink.url)
+    sg = SendGridAPIClient(api_key=TEST_API_KEY, host=sink.url)
     sg.client.timeout = 5
     return sg
 

@@ -91,3 +91,7 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+# The key the sink accepts in the sink's own tests; any other is refused with a 401.
+TEST_API_KEY = "SG.key"

@@ -1,0 +1,65 @@
+"""Signed link tokens (drip.tokens): opaque, per purpose, tamper-evident, and only
+confirmation links expire."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from drip import tokens
+from drip.tokens import InvalidToken, Links, Tokens
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+def test_a_token_gives_back_the_ids_it_was_made_for() -> None:
+    made = Tokens(SECRET).make(tokens.CONFIRM, 12345, 678)
+    assert Tokens(SECRET).read(tokens.CONFIRM, made) == [12345, 678]
+
+
+def test_a_token_carries_ids_never_an_address() -> None:
+    made = Tokens(SECRET).make(tokens.UNSUBSCRIBE, 42)
+    assert "@" not in made and made.startswith("16~")  # 42 in base 36, then the signature
+
+
+def test_a_token_for_one_purpose_is_refused_for_another() -> None:
+    made = Tokens(SECRET).make(tokens.UNSUBSCRIBE, 7)
+    with pytest.raises(InvalidToken, match="not valid"):
+        Tokens(SECRET).read(tokens.PREFERENCES, made)
+
+
+def test_a_changed_id_or_another_secret_is_refused() -> None:
+    made = Tokens(SECRET).make(tokens.CLICK, 7)
+    forged = "8" + made[1:]
+    with pytest.raises(InvalidToken):
+        Tokens(SECRET).read(tokens.CLICK, forged)
+    with pytest.raises(InvalidToken):
+        Tokens("another-secret-key-0123456789abcd").read(tokens.CLICK, made)
+
+
+def test_an_overlong_or_garbled_token_is_refused_without_work() -> None:
+    with pytest.raises(InvalidToken):
+        Tokens(SECRET).read(tokens.CLICK, "x" * (tokens.MAX_TOKEN_LENGTH + 1))
+    with pytest.raises(InvalidToken):
+        Tokens(SECRET).read(tokens.CLICK, "not-a-token")
+
+
+def test_confirmation_links_expire_and_unsubscribe_links_do_not() -> None:
+    short_lived = Tokens(SECRET, confirm_max_age=0)
+    confirm = short_lived.make(tokens.CONFIRM, 1, 2)
+    unsubscribe = short_lived.make(tokens.UNSUBSCRIBE, 1)
+    time.sleep(1.1)  # TimestampSigner counts whole seconds
+    with pytest.raises(InvalidToken, match="expired"):
+        short_lived.read(tokens.CONFIRM, confirm)
+    assert short_lived.read(tokens.UNSUBSCRIBE, unsubscribe) == [1]
+
+
+def test_links_are_absolute_and_read_back_to_their_ids() -> None:
+    signer = Tokens(SECRET)
+    links = Links("https://drip.test", signer)
+    assert links.unsubscribe(5).startswith("https://drip.test/u/")
+    assert signer.read(tokens.UNSUBSCRIBE, links.unsubscribe(5).rsplit("/", 1)[1]) == [5]
+    assert signer.read(tokens.PREFERENCES, links.preferences(5).rsplit("/", 1)[1]) == [5]
+    assert signer.read(tokens.CLICK, links.click(99).rsplit("/", 1)[1]) == [99]
+    assert signer.read(tokens.CONFIRM, links.confirm(5, 6).rsplit("/", 1)[1]) == [5, 6]
