@@ -78,7 +78,7 @@ def test_every_email_fits_the_screen_without_sideways_scrolling(
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_disclosure_is_visible_right_under_the_button(browser: Any, width: int) -> None:
+def test_disclosure_is_visible_right_above_the_button(browser: Any, width: int) -> None:
     course = load_course(FIXTURE_COURSE)
     html, _ = render.personalize(render.render_lesson(course, course.lessons[0], BASE_URL), VALUES)
     page = browser.new_page(viewport={"width": width, "height": 900})
@@ -88,11 +88,13 @@ def test_disclosure_is_visible_right_under_the_button(browser: Any, width: int) 
     disclosure = page.locator("p.disclosure")
     box = disclosure.bounding_box()
     font_size = disclosure.evaluate("node => getComputedStyle(node).fontSize")
+    lead_size = page.locator("p.cta-lead").evaluate("node => getComputedStyle(node).fontSize")
     page.close()
 
     assert button is not None and box is not None
-    assert 0 <= box["y"] - (button["y"] + button["height"]) <= 24  # FTC 255.5: next to the CTA
-    assert float(font_size.removesuffix("px")) >= 14
+    # FTC 16 CFR 255.5: seen before the click, right next to the CTA, never small print.
+    assert 0 <= button["y"] - (box["y"] + box["height"]) <= 24
+    assert float(font_size.removesuffix("px")) >= float(lead_size.removesuffix("px")) >= 14
 
 
 def test_dark_mode_rules_apply_in_a_dark_browser(browser: Any) -> None:

@@ -1,4 +1,4 @@
-"""Rendering lessons and the confirmation email (drip.course.render)."""
+"""Rendering lessons and the confirmation email (drip.emails)."""
 
 from __future__ import annotations
 
@@ -178,24 +178,35 @@ def test_call_to_action_and_disclosure_are_in_both_parts(course: Course) -> None
         assert course.postal_address in part
 
 
-def test_disclosure_sits_right_under_the_button_in_readable_text(course: Course) -> None:
+def _font_size(html: str, css_class: str) -> int:
+    tag = re.search(rf'<p class="{css_class}" style="[^"]*font-size: (\d+)px', html)
+    assert tag is not None, f"no inlined font-size on p.{css_class}"
+    return int(tag.group(1))
+
+
+def test_disclosure_sits_right_above_the_button_in_readable_text(course: Course) -> None:
     html = render.render_lesson(course, course.lessons[0], BASE_URL).html
 
-    between = html[html.index(f'href="{render.CTA_URL}"') : html.index(course.cta.disclosure)]
-    assert "<a " not in between  # nothing else to click between button and disclosure
+    lead = html.index(course.lessons[0].cta_lead)
+    disclosure = html.index(course.cta.disclosure)
+    button = html.rindex("<a ", 0, html.index(f'href="{render.CTA_URL}"'))  # its <a> tag
+    assert lead < disclosure < button  # read before the click, never after it
+    between = html[disclosure:button]
+    assert "<a " not in between  # nothing else to click between disclosure and button
     assert len(between) < 800
+    # FTC 16 CFR 255.5: clear and conspicuous, so no smaller than the pitch it qualifies.
+    assert _font_size(html, "disclosure") >= _font_size(html, "cta-lead") >= 17
     disclosure_tag = re.search(r'<p class="disclosure" style="([^"]*)"', html)
     assert disclosure_tag is not None
-    style = disclosure_tag.group(1)
-    assert "font-size: 15px" in style  # FTC 255.5: clear, not small print
-    assert "color: #333333" in style  # dark text on the white card
+    assert "color: #222222" in disclosure_tag.group(1)  # dark text on the white card
 
 
-def test_text_part_puts_the_disclosure_on_the_line_after_the_link(course: Course) -> None:
+def test_text_part_puts_the_disclosure_on_the_line_before_the_link(course: Course) -> None:
     lines = render.render_lesson(course, course.lessons[0], BASE_URL).text.splitlines()
 
     link = lines.index(f"{course.cta.text}: {render.CTA_URL}")
-    assert lines[link + 1] == f"Disclosure: {course.cta.disclosure}"
+    assert lines[link - 1] == f"Disclosure: {course.cta.disclosure}"
+    assert lines.index(course.lessons[0].cta_lead) < link - 1
 
 
 def test_a_lesson_without_its_own_lead_uses_the_default(course: Course) -> None:
@@ -301,6 +312,6 @@ def test_every_lesson_stays_well_under_gmails_clipping_size(directory: str) -> N
 
     for lesson in course.lessons:
         html, _ = render.personalize(render.render_lesson(course, lesson, BASE_URL), _values())
-        assert len(html.encode("utf-8")) < 100_000  # Gmail clips at ~102 KB
+        assert len(html.encode("utf-8")) < 100_000  # Gmail clips HTML at ~102 KB
     confirmation = render.render_confirmation(course, BASE_URL)
     assert len(confirmation.html.encode("utf-8")) < 100_000
