@@ -427,16 +427,17 @@ def run_tick(
         on_chunk=hand_out,
     )
     report.materialized = fresh.count
-    if not report.circuit_open or circuit.claim_probe(
-        database, now=now, probe_seconds=probe_seconds
-    ):
+    # A send task may have opened the circuit while this tick handed out fresh work;
+    # lessons it released then wait for the probe like the rest.
+    open_now = report.circuit_open or circuit.status(database).open
+    if not open_now or circuit.claim_probe(database, now=now, probe_seconds=probe_seconds):
         reclaimed = claim_for_dispatch(
             database,
             course,
             now=now,
             lease_seconds=lease_seconds,
             batch_size=batch_size,
-            limit=batch_size if report.circuit_open else None,
+            limit=batch_size if open_now else None,
         )
         for batch in reclaimed:
             enqueue(batch)
