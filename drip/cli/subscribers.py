@@ -8,12 +8,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from drip.clock import system_clock
 from drip.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def import_command(csv_file: Path, batch_size: int) -> None:
         consent_version=course.consent_version,
         course_slug=course.slug,
         secret_key=settings.secret_key,
-        now=datetime.now(UTC),
+        now=system_clock(),
     )
 
     def bad_row(line: int, reason: str) -> None:
@@ -168,7 +168,7 @@ def erase_command(email: str) -> None:
                 session,
                 subscriber_id,
                 secret_key=settings.secret_key,
-                now=datetime.now(UTC),
+                now=system_clock(),
                 actor=f"cli:{_operator()}",
             )
     click.echo(f"erased subscriber {subscriber_id}")

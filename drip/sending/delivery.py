@@ -25,6 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from drip.clock import system_clock
 from drip.course import render
 from drip.course.model import Course
 from drip.data.db import Database, bulk_update
@@ -170,7 +171,7 @@ def deliver_batch(
 
     ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
     """
-    clock = _pinned(now) if now is not None else clock or _wall_clock
+    clock = _pinned(now) if now is not None else clock or system_clock
     now = clock()
     report = BatchReport()
     with database.session() as session:
@@ -224,10 +225,6 @@ def _hand_back(session: Session, rows: list[Any]) -> None:
             )
             .values(next_lesson=row.lesson)
         )
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def _pinned(moment: datetime) -> Callable[[], datetime]:

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from drip.clock import system_clock
 from drip.course.model import Course
 from drip.data.db import Database, bulk_update, upsert_into
 from drip.data.models import (
@@ -443,10 +444,12 @@ def run_tick(
             enqueue(batch)
             report.dispatched += len(batch)
         report.batches += reclaimed
+    # The heartbeat says when the tick really ran (health compares it with the wall
+    # clock), whatever clock the tick reasons with.
     record_heartbeat(
         database,
         "tick",
-        datetime.now(UTC),
+        system_clock(),
         {
             "materialized": report.materialized,
             "dispatched": report.dispatched,
