@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from drip.celery_app import celery_init_app
 from drip.clock import Clock
 from drip.config import Settings, load_settings
+from drip.ops import readiness
 from drip.ops.logs import configure_logging
 from drip.services import build_services
 from drip.web import (
@@ -17,6 +18,7 @@ from drip.web import (
     metrics_endpoint,
     outbox_viewer,
     preferences_page,
+    privacy_page,
     probes,
     public,
     sendgrid_webhook,
@@ -48,12 +50,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     celery_init_app(app, settings)
     _register_blueprints(app, settings)
     configure_logging(settings)
+    # Raises NotReady when real mail would go out with placeholders (drip/ops/readiness.py).
+    readiness.enforce(settings, app.extensions["drip"].course)
     return app
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(public.blueprint)
     app.register_blueprint(preferences_page.blueprint)
+    app.register_blueprint(privacy_page.blueprint)
     app.register_blueprint(api.blueprint)
     csrf.exempt(api.blueprint)
     app.register_blueprint(sendgrid_webhook.blueprint)

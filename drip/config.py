@@ -30,6 +30,8 @@ class Settings:
     redis_url: str | None = None
     base_url: str = "http://127.0.0.1:5000"
     secret_key: str = ""
+    # True when the key was generated into var/ because DRIP_SECRET_KEY is unset (development).
+    secret_key_generated: bool = False
     email_backend: str = "outbox"
     outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"
     sendgrid_api_key: str | None = None
@@ -39,6 +41,12 @@ class Settings:
     send_rate: float = 0.0  # emails per second across all workers; 0 means unlimited
     course_dir: Path = Path("course")
     affiliate_url: str | None = None
+    # The operator's identity, replacing the course file's (see course_overrides).
+    sender_name: str | None = None
+    sender_email: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    operator_name: str | None = None  # who runs the course, for the privacy notice
     day_seconds: int = 86400
     tick_seconds: float = 60.0
     admin_password: str | None = None
@@ -68,6 +76,17 @@ class Settings:
     def broker_url(self) -> str:
         """The Redis that Celery, the rate limits and the send rate share."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def course_overrides(self) -> dict[str, str]:
+        """The course fields the operator set in the environment, by Course field name."""
+        fields = {
+            "sender_name": self.sender_name,
+            "sender_email": self.sender_email,
+            "reply_to": self.reply_to,
+            "postal_address": self.postal_address,
+        }
+        return {name: value for name, value in fields.items() if value}
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -158,21 +177,47 @@ def _batch_size(send_rate: float) -> int:
     return max(1, min(1000, int(send_rate * 60))) if send_rate else 1000
 
 
-def _secret_key(env: Mapping[str, str], var_dir: Path) -> str:
-    """DRIP_SECRET_KEY, or in development a key generated once into var/."""
+def _secret_key(env: Mapping[str, str], var_dir: Path) -> tuple[str, bool]:
+    """DRIP_SECRET_KEY, or in development a key generated once into var/; and whether generated."""
     configured = _read(env, "DRIP_SECRET_KEY")
     if configured:
         if len(configured) < 16:
             raise ConfigError("DRIP_SECRET_KEY: use at least 16 random characters")
-        return configured
+        return configured, False
     key_file = var_dir / "secret_key"
     if key_file.exists():
-        return key_file.read_text().strip()
+        return key_file.read_text().strip(), True
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     key_file.write_text(key)
     key_file.chmod(0o600)
-    return key
+    return key, True
+
+
+# The same shape the course file's sender.email must have (drip/course/loader.py).
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _identity(env: Mapping[str, str]) -> dict[str, Any]:
+    """Sender, reply-to, postal address and operator name; each goes into mail headers or
+    every footer, so a line break is refused (it would start a new header)."""
+    values: dict[str, Any] = {
+        "sender_name": _read(env, "DRIP_SENDER_NAME"),
+        "sender_email": _read(env, "DRIP_SENDER_EMAIL"),
+        "reply_to": _read(env, "DRIP_REPLY_TO"),
+        "postal_address": _read(env, "DRIP_POSTAL_ADDRESS"),
+        "operator_name": _read(env, "DRIP_OPERATOR_NAME"),
+    }
+    for field, value in values.items():
+        name = f"DRIP_{field.upper()}"
+        if value is None:
+            continue
+        if "\n" in value or "\r" in value or not value.strip():
+            raise ConfigError(f"{name}: expected one line of text, got {value!r}")
+        if field in ("sender_email", "reply_to") and not _EMAIL.match(value):
+            raise ConfigError(f"{name}: expected an email address, got {value!r}")
+        values[field] = value.strip()
+    return values
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -195,13 +240,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     affiliate_url = _read(env, "DRIP_AFFILIATE_URL")
     if affiliate_url is not None:
         affiliate_url = _url(env, "DRIP_AFFILIATE_URL", "", ("https",))
+    secret_key, secret_key_generated = _secret_key(env, var_dir)
     send_rate = _read(env, "DRIP_SEND_RATE")
     rate = _positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
         base_url=_url(env, "DRIP_BASE_URL", "http://127.0.0.1:5000", ("http", "https")),
-        secret_key=_secret_key(env, var_dir),
+        secret_key=secret_key,
+        secret_key_generated=secret_key_generated,
         email_backend=backend,
         outbox_dir=Path(_read(env, "DRIP_OUTBOX_DIR") or var_dir / "outbox"),
         sendgrid_api_key=api_key,
@@ -214,6 +261,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_batch_size(rate),
         course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),
         affiliate_url=affiliate_url,
+        **_identity(env),
         day_seconds=_positive_number(env, "DRIP_DAY_SECONDS", 86400, int),
         tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60.0, float),
         admin_password=_read(env, "DRIP_ADMIN_PASSWORD"),

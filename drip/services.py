@@ -44,7 +44,11 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     return Services(
         settings=settings,
         database=Database(settings.database_url),
-        course=load_course(settings.course_dir, affiliate_url=settings.affiliate_url),
+        course=load_course(
+            settings.course_dir,
+            affiliate_url=settings.affiliate_url,
+            overrides=settings.course_overrides,
+        ),
         mailer=build_mailer(settings),
         tokens=tokens,
         links=Links(settings.base_url, tokens),

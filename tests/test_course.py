@@ -416,3 +416,34 @@ def test_the_real_course_checks_clean() -> None:
     problems = check_course(REAL_COURSE)
 
     assert problems == [], "\n".join(map(str, problems))
+
+
+SAMPLE_CARE_NOTE = (
+    'care_note = "If a plant is beyond saving, that is not your fault: some are just fussy."'
+)
+
+
+@pytest.mark.parametrize(
+    ("care_note_line", "expected"),
+    [
+        ("", '13: missing key "footer.care_note": add it under [footer]'),
+        ('care_note = "  "', '15: "footer.care_note" is empty'),
+    ],
+    ids=["missing", "blank"],
+)
+def test_drip_course_check_fails_a_course_without_a_care_note(
+    tmp_path: Path, care_note_line: str, expected: str
+) -> None:
+    from click.testing import CliRunner
+
+    from drip.cli import main
+
+    course = _copy_sample(tmp_path)
+    _edit(course / "course.toml", SAMPLE_CARE_NOTE, care_note_line)
+
+    result = CliRunner().invoke(
+        main, ["course", "check", str(course)], env={"DRIP_VAR_DIR": str(tmp_path / "var")}
+    )
+
+    assert result.exit_code == 1
+    assert result.output == f"{course}/course.toml:{expected}\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from drip.cli.check import check, refuse_unready
 from drip.cli.status import status
 from drip.cli.subscribers import subscribers
 from drip.config import ConfigError, Settings, load_settings
@@ -39,11 +40,16 @@ def run(host: str, port: int) -> None:
 
     settings = _settings()
     try:
-        load_course(settings.course_dir, affiliate_url=settings.affiliate_url)
+        served = load_course(
+            settings.course_dir,
+            affiliate_url=settings.affiliate_url,
+            overrides=settings.course_overrides,
+        )
     except CourseError as exc:
         raise click.ClickException(
             f"the course in {settings.course_dir} has problems:\n{exc}"
         ) from None
+    refuse_unready(settings, served)
     if not _port_free(host, port):
         hint = f"another program uses {host}:{port}; stop it or pass --port {free_port()}"
         raise click.ClickException(hint)
@@ -115,7 +121,11 @@ def course_preview(directory: Path | None, out_dir: Path) -> None:
 
     settings = _settings()
     try:
-        loaded = load_course(directory or settings.course_dir, affiliate_url=settings.affiliate_url)
+        loaded = load_course(
+            directory or settings.course_dir,
+            affiliate_url=settings.affiliate_url,
+            overrides=settings.course_overrides,
+        )
     except CourseError as exc:
         raise click.ClickException(str(exc)) from None
     paths = write_preview(loaded, out_dir, settings.base_url)
@@ -124,6 +134,7 @@ def course_preview(directory: Path | None, out_dir: Path) -> None:
 
 main.add_command(subscribers)
 main.add_command(status)
+main.add_command(check)
 
 
 def _add_plugin_commands() -> None:

@@ -66,7 +66,11 @@ def import_command(csv_file: Path, batch_size: int) -> None:
 
     settings = _settings()
     try:
-        course = load_course(settings.course_dir, affiliate_url=settings.affiliate_url)
+        course = load_course(
+            settings.course_dir,
+            affiliate_url=settings.affiliate_url,
+            overrides=settings.course_overrides,
+        )
     except CourseError as exc:
         message = f"the course in {settings.course_dir} has problems:\n{exc}"
         raise click.ClickException(message) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,9 +33,25 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FENCE = "+++"
 
 
-def load_course(directory: str | Path, affiliate_url: str | None = None) -> Course:
-    """The course in ``directory``; ``affiliate_url`` (DRIP_AFFILIATE_URL) replaces cta.url."""
+# Course fields the operator may set in the environment instead of the course file.
+OVERRIDABLE = ("sender_name", "sender_email", "reply_to", "postal_address")
+
+
+def load_course(
+    directory: str | Path,
+    affiliate_url: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Course:
+    """The course in ``directory``; ``affiliate_url`` (DRIP_AFFILIATE_URL) replaces cta.url,
+    ``overrides`` (DRIP_SENDER_NAME and the like, see Settings.course_overrides) the sender
+    and postal address."""
     course, problems = _read_course(Path(directory))
+    unknown = set(overrides or {}) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"not overridable course fields: {sorted(unknown)}")
+    if course is not None and overrides:
+        changes: dict[str, Any] = dict(overrides)
+        course = replace(course, **changes)
     if course is not None and affiliate_url:
         if _is_https(affiliate_url):
             course = replace(course, cta=replace(course.cta, url=affiliate_url))
@@ -220,7 +237,9 @@ def _footer_from(footer: _Fields) -> dict[str, str]:
     footer.reject_unknown({"postal_address", "care_note"})
     return {
         "postal_address": footer.text("postal_address"),  # CAN-SPAM: in every commercial email
-        "care_note": footer.text("care_note", required=False),
+        # Required: a course may reach readers in distress, so it says where real help is
+        # (on the landing page, in the confirmation and in every lesson).
+        "care_note": footer.text("care_note"),
     }
 
 
@@ -455,6 +474,7 @@ def _email_messages(course: Course, html: str, text: str, values: dict[str, str]
         "call-to-action text": course.cta.text,
         "affiliate disclosure": course.cta.disclosure,
         "postal address": course.postal_address,
+        "care note": course.care_note,
     }
     for label, wanted in required_text.items():
         for part, seen in (("HTML", page.text), ("text", plain)):

@@ -137,6 +137,11 @@ def _checked_url(url: str) -> str:
     return url
 
 
+def privacy_url(base_url: str) -> str:
+    """The privacy notice (GET /privacy), linked from the signup form and every email."""
+    return f"{base_url.rstrip('/')}/privacy"
+
+
 def _context(course: Course, base_url: str, subject: str, preheader: str) -> dict[str, Any]:
     return {
         "language": course.language,
@@ -149,6 +154,7 @@ def _context(course: Course, base_url: str, subject: str, preheader: str) -> dic
         "sender_name": course.sender_name,
         "postal_address": course.postal_address,
         "care_note": course.care_note,
+        "privacy_url": privacy_url(base_url),
         "consent": course.landing.consent,
         "unsubscribe_url": UNSUBSCRIBE_URL,
         "preferences_url": PREFERENCES_URL,

@@ -22,7 +22,14 @@ HONEYPOT_FIELD = "website"
 
 @blueprint.get("/")
 def landing() -> str:
-    return render_template("landing.html", course=current_services().course, errors={}, values={})
+    return _landing_page(errors={}, values={})
+
+
+def _landing_page(errors: dict[str, str], values: dict[str, str]) -> str:
+    course = current_services().course
+    return render_template(
+        "landing.html", course=course, care_note=course.care_note, errors=errors, values=values
+    )
 
 
 @blueprint.post("/subscribe")
@@ -37,10 +44,7 @@ def subscribe() -> Response | tuple[str, int]:
         signup = clean_signup(form.get("email"), form.get("first_name"), form.get("timezone"))
     except InvalidInput as exc:
         values = {"email": form.get("email", ""), "first_name": form.get("first_name", "")}
-        page = render_template(
-            "landing.html", course=services.course, errors={exc.field: exc.message}, values=values
-        )
-        return page, 400
+        return _landing_page(errors={exc.field: exc.message}, values=values), 400
     try:
         sign_up(services, signup, source="form:/")
     except ConfirmationQueueDown:
