@@ -6,7 +6,7 @@ import re
 import secrets
 import string
 from datetime import datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
@@ -34,11 +34,18 @@ def new_ref() -> str:
 
 
 def with_click_ref(url: str, param: str, ref: str) -> str:
-    """``url`` with ``param=ref`` in its query, replacing any value the course file put there."""
+    """``url`` with ``param=ref`` in its query, replacing any value the course file put there.
+
+    The rest of the query is kept byte for byte: a network may sign or parse it its own way.
+    """
     parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)]
-    query = [(key, value) for key, value in query if key != param] + [(param, ref)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.split("=")[0]) != param
+    ]
+    query = "&".join([*kept, f"{quote(param)}={ref}"])
+    return urlunsplit(parts._replace(query=query))
 
 
 def looks_like_scanner(
