@@ -28,13 +28,20 @@ from tests.mailbox import link, messages
 from tests.test_concurrency import confirmed_subscribers
 
 CLICKBANK_KEY = "MYSECRETKEY12345"
+ADMIN_PASSWORD = "correct horse battery staple"
+METRICS_TOKEN = "metrics-token-for-revenue-tests"
 POSTBACK_SECRET = "postback-secret-0123456789"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126 Safari/537.36"
 START = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)
 
 
 def revenue_stack(stack_factory: Callable[..., Stack]) -> Iterator[Stack]:
-    current = stack_factory(clickbank_secret_key=CLICKBANK_KEY, postback_secret=POSTBACK_SECRET)
+    current = stack_factory(
+        clickbank_secret_key=CLICKBANK_KEY,
+        postback_secret=POSTBACK_SECRET,
+        admin_password=ADMIN_PASSWORD,
+        metrics_token=METRICS_TOKEN,
+    )
     clear_tables(current.services.database)
     for path in current.outbox.glob("*.eml") if current.outbox.exists() else []:
         path.unlink()

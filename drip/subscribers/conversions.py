@@ -14,13 +14,14 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from drip.clock import week_of
 from drip.data.db import upsert_into
 from drip.data.models import REVERSALS, SALES, Click, Conversion, ConversionType, Subscriber
 from drip.subscribers.clicks import REF_LENGTH
@@ -120,12 +121,6 @@ def signed_amount(kind: str, amount_cents: int) -> int:
     if kind in REVERSALS:
         return -abs(amount_cents)
     return 0
-
-
-def week_of(moment: datetime) -> date:
-    """The Monday (UTC) of the week holding ``moment``: a signup cohort."""
-    day = moment.astimezone(UTC).date()
-    return day - timedelta(days=day.weekday())
 
 
 def _from_click(session: Session, codes: Iterable[str]) -> _Attribution | None:
