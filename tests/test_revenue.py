@@ -4,8 +4,12 @@ databases: ClickBank's encrypted Instant Notification and the generic signed pos
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from drip.data.models import Click
@@ -23,6 +27,7 @@ from tests.revenue_fixtures import (
 from tests.revenue_fixtures import stack as stack
 
 PERSON = "person0@example.com"
+FIXTURES = Path(__file__).parent / "course_fixtures"
 
 
 def test_the_call_to_action_hands_the_network_an_opaque_click_id(stack: Stack) -> None:
@@ -234,3 +239,18 @@ def test_postbacks_answer_404_when_not_configured(stack: Stack) -> None:
     finally:
         stack.services.settings = settings
     assert conversions(stack) == []
+
+
+def test_the_buyers_note_is_optional_in_the_course_file(tmp_path: Path) -> None:
+    from drip.course.loader import load_course
+    from drip.course.model import DEFAULT_BUYERS_TEXT, CourseError
+
+    course_dir = tmp_path / "course"
+    shutil.copytree(FIXTURES / "three-day", course_dir)
+    assert load_course(course_dir).buyers.text == DEFAULT_BUYERS_TEXT
+    toml = course_dir / "course.toml"
+    toml.write_text(toml.read_text() + '\n[buyers]\ntext = "Thanks for buying!"\n')
+    assert load_course(course_dir).buyers.text == "Thanks for buying!"
+    toml.write_text(toml.read_text() + 'txt = "typo"\n')
+    with pytest.raises(CourseError, match=re.escape('unknown key "buyers.txt"')):
+        load_course(course_dir)
