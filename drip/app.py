@@ -17,6 +17,7 @@ from drip.web import (
     limits,
     metrics_endpoint,
     outbox_viewer,
+    postbacks,
     preferences_page,
     privacy_page,
     probes,
@@ -63,6 +64,8 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     csrf.exempt(api.blueprint)
     app.register_blueprint(sendgrid_webhook.blueprint)
     csrf.exempt(sendgrid_webhook.blueprint)  # signed by SendGrid instead
+    app.register_blueprint(postbacks.blueprint)
+    csrf.exempt(postbacks.blueprint)  # encrypted (ClickBank) or signed (generic) instead
     app.register_blueprint(probes.blueprint)
     app.register_blueprint(metrics_endpoint.blueprint)
     admin_routes.init_app(app, settings)

@@ -47,6 +47,10 @@ class Settings:
     reply_to: str | None = None
     postal_address: str | None = None
     operator_name: str | None = None  # who runs the course, for the privacy notice
+    # The affiliate URL parameter that carries our opaque click id (ClickBank: tid).
+    affiliate_click_param: str = "tid"
+    clickbank_secret_key: str | None = None  # decrypts ClickBank's Instant Notifications
+    postback_secret: str | None = None  # signs generic server-to-server postbacks
     day_seconds: int = 86400
     tick_seconds: float = 60.0
     admin_password: str | None = None
@@ -171,6 +175,23 @@ def _task_queue(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _click_param(env: Mapping[str, str]) -> str:
+    raw = _read(env, "DRIP_AFFILIATE_CLICK_PARAM") or "tid"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", raw):
+        raise ConfigError(
+            f"DRIP_AFFILIATE_CLICK_PARAM: use a URL parameter name (letters, digits, _.-), "
+            f"got {raw!r}"
+        )
+    return raw
+
+
+def _postback_secret(env: Mapping[str, str]) -> str | None:
+    secret = _read(env, "DRIP_POSTBACK_SECRET")
+    if secret is not None and len(secret) < 16:
+        raise ConfigError("DRIP_POSTBACK_SECRET: use at least 16 random characters")
+    return secret
+
+
 def _batch_size(send_rate: float) -> int:
     """SendGrid's 1000, or with a send rate at most a minute of sending: a batch
     waiting for its tokens must not outlive its lease (drip/send_rate.py)."""
@@ -262,6 +283,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),
         affiliate_url=affiliate_url,
         **_identity(env),
+        affiliate_click_param=_click_param(env),
+        clickbank_secret_key=_read(env, "DRIP_CLICKBANK_SECRET_KEY"),
+        postback_secret=_postback_secret(env),
         day_seconds=_positive_number(env, "DRIP_DAY_SECONDS", 86400, int),
         tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60.0, float),
         admin_password=_read(env, "DRIP_ADMIN_PASSWORD"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 
@@ -21,6 +22,11 @@ def cta_path(stack: Stack) -> str:
     return link(lesson, "/r/")
 
 
+def without_click_id(location: str) -> str:
+    """The affiliate URL the redirect went to, without the click id it appends."""
+    return urlunsplit(urlsplit(location)._replace(query=""))
+
+
 def clicks(stack: Stack) -> list[Click]:
     with stack.session() as session:
         return list(session.scalars(select(Click).order_by(Click.id)))
@@ -31,9 +37,10 @@ def test_a_human_click_is_recorded_and_redirected_to_the_affiliate_url(stack: St
     stack.clock.advance(minutes=5)
     answer = stack.client.get(path, headers={"User-Agent": BROWSER})
     assert answer.status_code == 302
-    assert answer.headers["Location"] == stack.services.course.cta.url
+    assert without_click_id(answer.headers["Location"]) == stack.services.course.cta.url
     (click,) = clicks(stack)
     assert (click.lesson, click.scanner) == (1, False)
+    assert answer.headers["Location"].endswith(f"?tid={click.ref}")
 
 
 def test_scanner_clicks_are_kept_apart(stack: Stack) -> None:
@@ -61,7 +68,7 @@ def test_the_redirect_never_follows_a_url_from_the_request(stack: Stack) -> None
     path = cta_path(stack)
     for query in ["?url=https://evil.example", "?next=//evil.example", "?to=javascript:alert(1)"]:
         answer = stack.client.get(path + query, headers={"User-Agent": BROWSER})
-        assert answer.headers["Location"] == stack.services.course.cta.url
+        assert without_click_id(answer.headers["Location"]) == stack.services.course.cta.url
 
 
 def test_forged_tokens_reach_the_offer_but_record_nothing(stack: Stack) -> None:
@@ -74,3 +81,12 @@ def test_forged_tokens_reach_the_offer_but_record_nothing(stack: Stack) -> None:
     unknown = stack.services.tokens.make("drip.click", 999999)
     assert stack.client.get(f"/r/{unknown}").status_code == 302
     assert clicks(stack) == []
+
+
+def test_the_click_id_replaces_one_already_in_the_affiliate_url() -> None:
+    from drip.subscribers.clicks import with_click_ref
+
+    url = "https://hop.example/?vendor=x&tid=fromfile&a=b%20c"
+    assert (
+        with_click_ref(url, "tid", "abc123") == "https://hop.example/?vendor=x&a=b%20c&tid=abc123"
+    )

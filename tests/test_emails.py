@@ -109,6 +109,7 @@ def test_a_missing_template_variable_fails(environment: jinja2.Environment) -> N
             preferences_url="u",
             subscribed=True,
             cta=None,
+            buyers_note="",
             body_html="",
             body_text="",
         )

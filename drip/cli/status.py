@@ -8,6 +8,7 @@ course) the exit code is 2 as well: nobody can vouch for the service then.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -36,6 +37,16 @@ def funnel_lines(steps: list[stats.Step]) -> list[str]:
     return [f"funnel: {forward}", f"left: {exits}"]
 
 
+def conversion_line(last_sale: datetime | None, now: datetime) -> str:
+    if last_sale is None:
+        return "last conversion: none yet"
+    age = max(0, int((now - last_sale).total_seconds()))
+    days, rest = divmod(age, 86400)
+    hours, rest = divmod(rest, 3600)
+    ago = f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"
+    return f"last conversion: {ago} ago ({last_sale:%Y-%m-%d %H:%M} UTC)"
+
+
 @click.command()
 def status() -> None:
     """Health (backlog, queue, workers, tick, circuit, failures) and the funnel.
@@ -48,7 +59,7 @@ def status() -> None:
     from drip.app import create_app
     from drip.config import ConfigError, load_settings
     from drip.course.model import CourseError
-    from drip.ops import health, stats
+    from drip.ops import health, revenue, stats
 
     try:
         app = create_app(load_settings())
@@ -63,10 +74,12 @@ def status() -> None:
     try:
         with services.database.session() as session:
             steps = stats.funnel(session, services.course)
+            last_sale = revenue.last_conversion_at(session)
     except SQLAlchemyError as exc:
         click.echo(f"funnel: the database is unreachable ({type(exc).__name__})")
     else:
         for line in funnel_lines(steps):
             click.echo(line)
+        click.echo(conversion_line(last_sale, services.now()))
     services.database.dispose()
     sys.exit(int(report.level))

@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 
 from drip.course import render
-from drip.course.model import CallToAction, Course, CourseError, Landing, Lesson, Problem
+from drip.course.model import (
+    Buyers,
+    CallToAction,
+    Course,
+    CourseError,
+    Landing,
+    Lesson,
+    Problem,
+)
 
 MAX_SUBJECT_CHARS = 60
 # Gmail clips HTML over ~102 KB, and the clipped tail
@@ -198,11 +206,12 @@ def _read_settings(
         **_footer_from(top.sub("footer")),
         "cta": _cta_from(top.sub("cta")),
         "landing": _landing_from(top.sub("landing"), lesson_count),
+        "buyers": _buyers_from(top),
     }
     return (None if problems else settings), problems
 
 
-_TABLES = ("sender", "footer", "cta", "landing")
+_TABLES = ("sender", "footer", "cta", "landing", "buyers")
 
 
 def _top_from(top: _Fields) -> dict[str, Any]:
@@ -250,6 +259,15 @@ def _cta_from(cta: _Fields) -> CallToAction:
     if values["url"] and not _is_https(values["url"]):
         cta.problem("url", f'cta.url "{values["url"]}" must be an absolute https:// URL')
     return CallToAction(**values)
+
+
+def _buyers_from(top: _Fields) -> Buyers:
+    """The optional [buyers] table: a short note shown instead of the pitch after a sale."""
+    if "buyers" not in top.data:
+        return Buyers()
+    buyers = top.sub("buyers")
+    buyers.reject_unknown({"text"})
+    return Buyers(text=buyers.text("text") or Buyers().text)
 
 
 def _landing_from(landing: _Fields, lesson_count: int) -> Landing:

@@ -17,6 +17,19 @@ class CallToAction:
     default_lead: str
 
 
+DEFAULT_BUYERS_TEXT = (
+    "Thank you for your purchase. The course goes on: the next lessons still come, "
+    "one a day, with no more recommendations."
+)
+
+
+@dataclass(frozen=True)
+class Buyers:
+    """What replaces the call to action for someone who already bought."""
+
+    text: str = DEFAULT_BUYERS_TEXT
+
+
 @dataclass(frozen=True)
 class Lesson:
     number: int
@@ -51,6 +64,7 @@ class Course:
     landing: Landing
     lessons: tuple[Lesson, ...]
     directory: Path
+    buyers: Buyers = Buyers()
 
     def lesson(self, number: int) -> Lesson:
         for lesson in self.lessons:

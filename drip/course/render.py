@@ -65,7 +65,10 @@ class RenderedEmail:
     text: str
 
 
-def render_lesson(course: Course, lesson: Lesson, base_url: str) -> RenderedEmail:
+def render_lesson(
+    course: Course, lesson: Lesson, base_url: str, *, buyer: bool = False
+) -> RenderedEmail:
+    """A lesson with its call to action; for a ``buyer`` the course's note for buyers instead."""
     cta = {
         "lead": lesson.cta_lead or course.cta.default_lead,
         "text": course.cta.text,
@@ -74,7 +77,8 @@ def render_lesson(course: Course, lesson: Lesson, base_url: str) -> RenderedEmai
     }
     context = _context(course, base_url, lesson.subject, lesson.preheader) | {
         "subscribed": True,
-        "cta": cta,
+        "cta": None if buyer else cta,
+        "buyers_note": course.buyers.text if buyer else "",
         "body_html": Markup(_MARKDOWN.render(lesson.body_markdown)),
         "body_text": markdown_to_text(lesson.body_markdown),
     }
@@ -88,6 +92,7 @@ def render_confirmation(course: Course, base_url: str) -> RenderedEmail:
     context = _context(course, base_url, subject, preheader) | {
         "subscribed": False,
         "cta": None,
+        "buyers_note": "",
         "confirm_url": CONFIRM_URL,
         "lesson_count": len(course.lessons),
     }

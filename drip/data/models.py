@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -257,6 +258,64 @@ class Click(Base):
     clicked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     scanner: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     user_agent: Mapped[str] = mapped_column(String(400), default="", nullable=False)
+    # The opaque id handed to the affiliate network (ClickBank's tid): random, never derived
+    # from the person, so a sale notification maps back to this click and nothing else.
+    ref: Mapped[str | None] = mapped_column(String(24))
+
+    __table_args__ = (UniqueConstraint("ref", name="uq_clicks_ref"),)
+
+
+class ConversionType(enum.StrEnum):
+    """What a network reports, in ClickBank's Instant Notification words."""
+
+    SALE = "SALE"
+    BILL = "BILL"  # a recurring payment of a subscription product
+    RFND = "RFND"  # refund
+    CGBK = "CGBK"  # chargeback
+    INSF = "INSF"  # an eCheck returned for insufficient funds
+    CANCEL_REBILL = "CANCEL-REBILL"
+    UNCANCEL_REBILL = "UNCANCEL-REBILL"
+    TEST = "TEST"
+
+
+# Money in: a buyer was made and revenue grows.
+SALES = (ConversionType.SALE.value, ConversionType.BILL.value)
+# Money back out: the amount subtracts and the sale no longer makes a buyer.
+REVERSALS = (ConversionType.RFND.value, ConversionType.CGBK.value, ConversionType.INSF.value)
+
+
+class Conversion(Base):
+    """A sale or its reversal, reported by an affiliate network, attributed to a lesson.
+
+    Only anonymous figures: no name, address or email from the network is kept.
+    Erasure unlinks the row from the subscriber and the click; lesson, signup
+    week and amount stay for the revenue figures.
+    """
+
+    __tablename__ = "conversions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)  # clickbank, generic
+    external_id: Mapped[str] = mapped_column(String(100), nullable=False)  # receipt, txid
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # a ConversionType
+    # Hundredths of the currency unit, signed: reversals are negative.
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    click_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clicks.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    lesson: Mapped[int | None] = mapped_column(Integer)  # None: unattributed
+    signup_week: Mapped[date | None] = mapped_column(Date)  # the Monday (UTC) of the signup
+
+    __table_args__ = (
+        # A network's replay of one notification is counted once.
+        UniqueConstraint("source", "external_id", "kind", name="uq_conversions_source_id_kind"),
+    )
 
 
 class Suppression(Base):

@@ -3,7 +3,8 @@
 Web processes and workers share no memory, so nothing is counted inside a
 process: every figure is read at scrape time from the rows and the broker,
 and whichever process answers a scrape gives the same numbers. Totals kept
-as rows can shrink (unconfirmed signups are purged), so they are gauges.
+as rows can shrink (unconfirmed signups are purged), so they are gauges;
+conversions are never deleted (erasure only unlinks them), so theirs are counters.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from drip.data.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from drip.ops import health, stats
+from drip.ops import health, revenue, stats
 from drip.services import Services
 
 SENDS_WINDOW = timedelta(minutes=1)
@@ -41,6 +42,7 @@ class DripCollector(Collector):
             yield from _subscribers(session)
             yield from _events(session)
             yield from _tick(session, wall_now)
+            yield from _conversions(session)
         yield from _circuit(self.services)
         yield from _queue(self.services)
 
@@ -146,6 +148,39 @@ def _events(session: Session) -> Iterator[Metric]:
     )
     for kind, count in sorted(stats.events_by_kind(session).items()):
         family.add_metric([kind], count)
+    yield family
+
+
+def _conversions(session: Session) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        "drip_conversions",
+        "Sales and their reversals reported by affiliate networks, by the lesson whose link "
+        'sold (lesson="" when from no click of ours) and by type (SALE, RFND, CGBK, ...).',
+        labels=["lesson", "type"],
+    )
+    counts = revenue.conversions_by_lesson_and_kind(session)
+    for (lesson, kind), count in sorted(
+        counts.items(), key=lambda item: (item[0][0] or 0, item[0][1])
+    ):
+        family.add_metric(["" if lesson is None else str(lesson), kind], count)
+    yield family
+    # A counter may not go down, so refunds are a second counter: net = revenue - reversed.
+    earned, taken = revenue.money_by_currency(session)
+    family = CounterMetricFamily(
+        "drip_revenue",
+        "Money earned by sales, in currency units, before refunds and chargebacks.",
+        labels=["currency"],
+    )
+    for currency, cents in sorted(earned.items()):
+        family.add_metric([currency], cents / 100)
+    yield family
+    family = CounterMetricFamily(
+        "drip_revenue_reversed",
+        "Money taken back by refunds and chargebacks, in currency units.",
+        labels=["currency"],
+    )
+    for currency, cents in sorted(taken.items()):
+        family.add_metric([currency], cents / 100)
     yield family
 
 

@@ -3,7 +3,9 @@
 1. Claim: queued -> sending, with a lease, only for rows still queued.
 2. Re-check each subscriber right before sending: unsubscribed, bounced,
    complained or erased since the tick means skipped, never sent.
-3. Render the lesson once; each recipient gets only their substitutions.
+3. Render the lesson once, or twice when some recipients already bought
+   (buyers get the course's note for buyers instead of the call to action);
+   each recipient gets only their substitutions.
 4. Send. A refused request is split in halves until the bad recipient is
    alone, so one bad address never blocks 999 good ones.
 5. Record: sent (with the provider's message id), failed, retrying (a 429
@@ -49,6 +51,7 @@ from drip.mail.base import (
     TransientError,
 )
 from drip.sending import circuit
+from drip.sending.buyers import buyers
 from drip.sending.dispatch import MAX_ATTEMPTS, retry_delay
 from drip.tokens import Links
 
@@ -81,8 +84,10 @@ def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=64)
-def rendered_lesson(course: Course, number: int, base_url: str) -> render.RenderedEmail:
-    return render.render_lesson(course, course.lesson(number), base_url)
+def rendered_lesson(
+    course: Course, number: int, base_url: str, buyer: bool = False
+) -> render.RenderedEmail:
+    return render.render_lesson(course, course.lesson(number), base_url, buyer=buyer)
 
 
 def _claim(session: Session, delivery_ids: Sequence[int], now: datetime, lease: int) -> list[int]:
@@ -181,8 +186,9 @@ def deliver_batch(
         return report
     with database.session() as session:
         rows = _load(session, claimed)
+        bought = buyers(session, {row.subscriber_id for row in rows})
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock)
-    sendable: dict[int, list[Any]] = {}
+    sendable: dict[tuple[int, bool], list[Any]] = {}
     paused: list[Any] = []
     for row in rows:
         if row.subscriber_status == "active" and row.enrollment_status == PAUSED:
@@ -197,9 +203,9 @@ def deliver_batch(
             )
             report.skipped += 1
         else:
-            sendable.setdefault(row.lesson, []).append(row)
-    for lesson, lesson_rows in sendable.items():
-        sender.send(_lesson_batch(course, links, lesson, lesson_rows))
+            sendable.setdefault((row.lesson, row.subscriber_id in bought), []).append(row)
+    for (lesson, buyer), lesson_rows in sendable.items():
+        sender.send(_lesson_batch(course, links, lesson, lesson_rows, buyer=buyer))
     with database.session() as session:
         sender.outcomes.write(session)
         _hand_back(session, paused)
@@ -248,8 +254,10 @@ def possible_duplicates(database: Database, course_slug: str | None = None) -> i
         return int(session.scalar(query) or 0)
 
 
-def _lesson_batch(course: Course, links: Links, lesson: int, rows: list[Any]) -> Batch:
-    rendered = rendered_lesson(course, lesson, links.base_url)
+def _lesson_batch(
+    course: Course, links: Links, lesson: int, rows: list[Any], *, buyer: bool = False
+) -> Batch:
+    rendered = rendered_lesson(course, lesson, links.base_url, buyer)
     return Batch(
         from_email=course.sender_email,
         from_name=course.sender_name,

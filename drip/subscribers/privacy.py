@@ -21,6 +21,7 @@ from drip.data.audit import audit
 from drip.data.models import (
     Click,
     Consent,
+    Conversion,
     Delivery,
     Enrollment,
     Event,
@@ -56,6 +57,7 @@ def export(session: Session, subscriber_id: int) -> dict[str, Any]:
         "deliveries": _deliveries(session, subscriber_id),
         "clicks": _clicks(session, subscriber_id),
         "events": _events(session, subscriber_id),
+        "purchases": _purchases(session, subscriber_id),
     }
 
 
@@ -151,6 +153,22 @@ def _events(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def _purchases(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Conversion).where(Conversion.subscriber_id == subscriber_id).order_by(Conversion.id)
+    )
+    return [
+        {
+            "type": row.kind,
+            "amount": row.amount_cents / 100,
+            "currency": row.currency,
+            "occurred_at": _iso(row.occurred_at),
+            "lesson": row.lesson,
+        }
+        for row in rows
+    ]
+
+
 def erase(
     session: Session, subscriber_id: int, *, secret_key: str, now: datetime, actor: str
 ) -> bool:
@@ -161,7 +179,8 @@ def erase(
     2. Stop the course and skip every lesson not yet handed to the provider.
     3. Delete the consent records; empty the profile, click user agents,
        provider event payloads and delivery error texts (which can quote
-       the address).
+       the address); unlink sales from the person and their click, so only
+       anonymous revenue figures (lesson, signup week, amount) remain.
     4. Record the erasure in the audit log: who and when, no address.
     """
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
@@ -183,7 +202,14 @@ def _forget(session: Session, subscriber: Subscriber) -> None:
     subscriber.status = SubscriberStatus.ERASED.value
     session.flush()
     session.execute(delete(Consent).where(Consent.subscriber_id == subscriber.id))
-    session.execute(update(Click).where(Click.subscriber_id == subscriber.id).values(user_agent=""))
+    session.execute(
+        update(Click).where(Click.subscriber_id == subscriber.id).values(user_agent="", ref=None)
+    )
+    session.execute(
+        update(Conversion)
+        .where(Conversion.subscriber_id == subscriber.id)
+        .values(subscriber_id=None, click_id=None)
+    )
     session.execute(update(Event).where(Event.subscriber_id == subscriber.id).values(data={}))
     session.execute(
         update(Delivery)

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from drip import tokens as purposes
 from drip.services import current_services, kick_tick
 from drip.subscribers import subscriptions
-from drip.subscribers.clicks import record_click
+from drip.subscribers.clicks import record_click, with_click_ref
 from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.tokens import InvalidToken
 from drip.web.extensions import csrf
@@ -132,11 +132,16 @@ def click(token: str) -> Response:
         # A forged or mangled link still reaches the offer; it just is not counted.
         return redirect(services.course.cta.url, code=302)
     with services.database.session() as session:
-        record_click(
+        recorded = record_click(
             session,
             delivery_id,
             now=services.now(),
             method=request.method,
             user_agent=request.headers.get("User-Agent", ""),
         )
-    return redirect(services.course.cta.url, code=302)
+        ref = recorded.ref if recorded is not None else None
+    if ref is None:
+        return redirect(services.course.cta.url, code=302)
+    # The network hands this id back with a sale (docs/revenue.md): it names the click only.
+    param = services.settings.affiliate_click_param
+    return redirect(with_click_ref(services.course.cta.url, param, ref), code=302)

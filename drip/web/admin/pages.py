@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from drip.course import preview, render
 from drip.data.models import Subscriber
-from drip.ops import health, stats
+from drip.ops import health, revenue, stats
 from drip.services import current_services
 from drip.web.admin import charts, queries
 from drip.web.admin.blueprint import blueprint
@@ -68,6 +68,37 @@ def _course_charts(
         (BACKLOG, charts.line_chart(hours, waiting, title=BACKLOG)),
         (CLICKS, charts.bar_chart(lesson_labels, rates, title=CLICKS, fmt=charts.percent)),
     ]
+
+
+REVENUE = "Net revenue per lesson"
+
+
+@blueprint.get("/revenue")
+def revenue_page() -> str:
+    """Which lesson and which signup week earned money: sales net of refunds, per click."""
+    services = current_services()
+    with services.database.session() as session:
+        lessons = revenue.by_lesson(session, services.course)
+        weeks = revenue.by_signup_week(session, services.now())
+        summary = revenue.summary(session)
+    currency = summary.currency
+    # Bars start at zero: a lesson whose refunds outweigh its sales shows none.
+    amounts = [max(0.0, row.revenue.get(currency, 0) / 100) for row in lessons]
+    chart = charts.bar_chart(
+        [row.label.replace("lesson ", "L") for row in lessons],
+        [charts.Series(f"revenue ({currency})", amounts)],
+        title=f"{REVENUE} ({currency})",
+    )
+    return render_template(
+        "admin/revenue.html",
+        lessons=lessons,
+        weeks=weeks,
+        summary=summary,
+        currency=currency,
+        money=revenue.money,
+        chart=chart,
+        chart_caption=f"{REVENUE} ({currency}, after refunds)",
+    )
 
 
 @blueprint.get("/deliveries")
