@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from drip.services import current_services
 from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.web.openapi import OPENAPI
+from drip.web.openapi import document
 from drip.web.signup import ConfirmationQueueDown, sign_up
 
 blueprint = Blueprint("api", __name__)
@@ -56,4 +56,4 @@ def create_subscriber() -> tuple[Response, int]:
 
 @blueprint.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(OPENAPI)
+    return jsonify(document())
