@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
+from werkzeug.serving import make_server
 
 
 @dataclass
@@ -26,13 +28,23 @@ def fuzz(app: Any, *, headers: dict[str, str], seed: int, max_examples: int) -> 
             "checks": {"enabled": True},
         }
     )
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
     report = FuzzReport()
-    for event in from_schema(schema).execute():
-        if isinstance(event, events.ScenarioFinished):
-            _record(report, event)
-        elif isinstance(event, events.NonFatalError | events.FatalError):
-            report.errors.append(str(getattr(event, "info", event)))
+    # A live server on 127.0.0.1 rather than schemathesis's WSGI transport, which does
+    # not take every option its stateful phase passes.
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/openapi.json"
+        schema = schemathesis.openapi.from_url(url, config=config)
+        for event in from_schema(schema).execute():
+            if isinstance(event, events.ScenarioFinished):
+                _record(report, event)
+            elif isinstance(event, events.NonFatalError | events.FatalError):
+                report.errors.append(str(getattr(event, "info", event)))
+    finally:
+        server.shutdown()
+        thread.join()
     return report
 
 

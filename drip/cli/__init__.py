@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from drip.cli.api_keys import api_keys
 from drip.cli.status import status
 from drip.cli.subscribers import subscribers
 from drip.config import ConfigError, Settings, load_settings
@@ -124,6 +125,7 @@ def course_preview(directory: Path | None, out_dir: Path) -> None:
 
 main.add_command(subscribers)
 main.add_command(status)
+main.add_command(api_keys)
 
 
 def _add_plugin_commands() -> None:
