@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, literal, null, or_, select, union_all
+from sqlalchemy import Integer, String, and_, cast, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -55,7 +55,8 @@ def _sources() -> list[Select[Any]]:
             detail.label("detail"),
         )
 
-    no_lesson, no_detail = null(), literal("")
+    # Typed, so PostgreSQL can match the columns of the union.
+    no_lesson, no_detail = cast(null(), Integer), literal("", String)
     return [
         source(
             "signup", Consent.created_at, Consent.id, Consent.subscriber_id, no_lesson, no_detail
