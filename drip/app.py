@@ -13,6 +13,7 @@ from drip.ops.logs import configure_logging
 from drip.services import build_services
 from drip.web import (
     api,
+    api_v1,
     errors,
     limits,
     metrics_endpoint,
@@ -62,6 +63,8 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(privacy_page.blueprint)
     app.register_blueprint(api.blueprint)
     csrf.exempt(api.blueprint)
+    app.register_blueprint(api_v1.blueprint)
+    csrf.exempt(api_v1.blueprint)  # bearer keys, no cookies
     app.register_blueprint(sendgrid_webhook.blueprint)
     csrf.exempt(sendgrid_webhook.blueprint)  # signed by SendGrid instead
     app.register_blueprint(postbacks.blueprint)

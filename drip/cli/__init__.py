@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from drip.cli.api_keys import api_keys
 from drip.cli.check import check, refuse_unready
 from drip.cli.status import status
 from drip.cli.subscribers import subscribers
@@ -135,6 +136,7 @@ def course_preview(directory: Path | None, out_dir: Path) -> None:
 main.add_command(subscribers)
 main.add_command(status)
 main.add_command(check)
+main.add_command(api_keys)
 
 
 def _add_plugin_commands() -> None:

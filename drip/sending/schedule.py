@@ -20,6 +20,11 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+def known_zones() -> list[str]:
+    """Every zone name a subscriber may have, sorted (the API lists them in its schema)."""
+    return sorted(_known_zones())
+
+
 def is_known_zone(name: str) -> bool:
     # Checked against the tz database's own list: ZoneInfo() would also try file paths.
     return name in _known_zones()

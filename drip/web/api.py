@@ -9,17 +9,14 @@ from werkzeug.wrappers import Response
 
 from drip.services import current_services
 from drip.subscribers.validation import InvalidInput, clean_signup
+from drip.web.api_errors import error
 from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.web.openapi import OPENAPI
+from drip.web.openapi import document
 from drip.web.signup import ConfirmationQueueDown, sign_up
 
 blueprint = Blueprint("api", __name__)
 
 ACCEPTED_MESSAGE = "Check your inbox: we sent a link to confirm your address."
-
-
-def error(status: int, field: str | None, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"field": field, "message": message}}), status
 
 
 @blueprint.post("/api/v1/subscribers")
@@ -56,4 +53,4 @@ def create_subscriber() -> tuple[Response, int]:
 
 @blueprint.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(OPENAPI)
+    return jsonify(document())

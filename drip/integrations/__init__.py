@@ -1,0 +1,1 @@
+"""What integrators use: API keys, the event feed, and (later) outgoing webhooks."""
