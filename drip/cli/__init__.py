@@ -1,4 +1,9 @@
-"""The `drip` command. Each command is thin and calls the same functions as the web and tasks."""
+"""The `drip` command. Each command is thin and calls the same functions as the web and tasks.
+
+The commands import what they use inside their own bodies: `drip course check` or
+`drip --help` should start in a blink, without loading Flask, SQLAlchemy and Celery.
+Those lazy imports are the only ones in the package, and they exist for start-up time.
+"""
 
 from __future__ import annotations
 
