@@ -57,6 +57,7 @@ def send_batch(delivery_ids: list[int]) -> dict[str, Any]:
         delivery_ids,
         lease_seconds=services.settings.lease_seconds,
         clock=services.clock,
+        journal=services.journal,
     )
     log.info(
         "batch claimed=%d sent=%d skipped=%d failed=%d retrying=%d",

@@ -86,8 +86,9 @@ class Database:
 
 def bulk_update(
     session: Session, table: Table, rows: list[dict[str, Any]], match: dict[str, str]
-) -> None:
-    """UPDATE many rows, each with its own values, in one statement on PostgreSQL.
+) -> int:
+    """UPDATE many rows, each with its own values, in one statement on PostgreSQL;
+    returns how many rows matched.
 
     ``match`` maps row keys to the columns they must equal (the WHERE); every
     other key is a column to set. On PostgreSQL the rows travel as arrays
@@ -95,7 +96,7 @@ def bulk_update(
     in-process, no round trips to save) it is an executemany.
     """
     if not rows:
-        return
+        return 0
     keys = list(rows[0])
     setting = [key for key in keys if key not in match]
     if session.get_bind().dialect.name != "postgresql":
@@ -104,8 +105,7 @@ def bulk_update(
             .where(*(table.c[column] == bindparam(key) for key, column in match.items()))
             .values({key: bindparam(key) for key in setting})
         )
-        session.connection().execute(statement, rows)
-        return
+        return int(session.connection().execute(statement, rows).rowcount)
     dialect = postgresql.dialect()
     arrays = ", ".join(
         f"CAST(:{key} AS {table.c[match.get(key, key)].type.compile(dialect=dialect)}[])"
@@ -116,7 +116,8 @@ def bulk_update(
         f"FROM unnest({arrays}) AS v({', '.join(keys)}) "
         f"WHERE {' AND '.join(f't.{column} = v.{key}' for key, column in match.items())}"
     )
-    session.execute(text(sql), {key: [row[key] for row in rows] for key in keys})
+    result = session.execute(text(sql), {key: [row[key] for row in rows] for key in keys})
+    return int(getattr(result, "rowcount", 0))
 
 
 def upsert_into(bind: Any, table: Any) -> Any:
