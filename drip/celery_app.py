@@ -33,6 +33,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "timezone": "UTC",
         "worker_hijack_root_logger": False,
+        # Task events, so Flower (and `celery events`) show what each worker runs.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "beat_schedule": {
             "drip-tick": {
                 "task": "drip.tick",
