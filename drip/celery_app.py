@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, Task
+import redis
+from celery import Celery, Task, bootsteps
 from flask import Flask
 
 from drip import tasks
 from drip.config import Settings
+from drip.ops.heartbeat import WorkerHeartbeat
 
 # Each @shared_task in these modules joins every Celery app built here.
 TASK_MODULES = (tasks,)
@@ -33,6 +35,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "timezone": "UTC",
         "worker_hijack_root_logger": False,
+        # Task events, so Flower (and `celery events`) show what each worker runs.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "beat_schedule": {
             "drip-tick": {
                 "task": "drip.tick",
@@ -62,4 +67,33 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     # (services.enqueue), and a test process builds several apps side by side.
 
     app.extensions["celery"] = celery
+    _beat_while_running(celery, settings)
     return celery
+
+
+def _beat_while_running(celery: Celery, settings: Settings) -> None:
+    """Each worker of this app refreshes its heartbeat key from start to stop.
+
+    A bootstep: the worker itself starts and stops it, whoever runs the worker
+    (the celery command or a test harness), and a worker of another app built in
+    the same process does not run it.
+    """
+
+    class Heartbeat(bootsteps.StartStopStep):
+        def __init__(self, parent: Any, **options: Any) -> None:
+            super().__init__(parent, **options)
+            self.beat: WorkerHeartbeat | None = None
+
+        def start(self, parent: Any) -> None:
+            client = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
+            self.beat = WorkerHeartbeat(client, settings.task_queue, str(parent.hostname))
+            self.beat.start()
+
+        def stop(self, parent: Any) -> None:
+            if self.beat is not None:
+                self.beat.stop()
+                self.beat = None
+
+        terminate = stop  # a cold shutdown (and the test harness) calls this one
+
+    celery.steps["worker"].add(Heartbeat)

@@ -58,8 +58,11 @@ class Settings:
     log_json: bool = False
     var_dir: Path = DEFAULT_VAR_DIR
     batch_size: int = 1000  # SendGrid takes at most 1000 personalizations per request
-    # How long a claimed delivery may stay "sending" before it is reclaimed.
-    lease_seconds: int = 300
+    # How long a claimed delivery may stay "sending" before it is reclaimed, and how
+    # long handed-out work may wait for its task before it is handed out again. The
+    # sending worker renews it while it legitimately waits (drip/sending/lease.py), so
+    # it only needs to outlast a missed renewal: a dead worker's batch goes again soon.
+    lease_seconds: int = 30
     # Abuse limits (drip/limits.py): signups per IP, confirmation emails per address a day.
     signup_rate_limit: str = "10 per minute;100 per hour"
     confirmations_per_address_per_day: int = 3
@@ -192,10 +195,13 @@ def _postback_secret(env: Mapping[str, str]) -> str | None:
     return secret
 
 
-def _batch_size(send_rate: float) -> int:
-    """SendGrid's 1000, or with a send rate at most a minute of sending: a batch
-    waiting for its tokens must not outlive its lease (drip/send_rate.py)."""
-    return max(1, min(1000, int(send_rate * 60))) if send_rate else 1000
+def _batch_size(send_rate: float, lease_seconds: int) -> int:
+    """SendGrid's 1000, or with a send rate at most half a lease of sending: the
+    lease is renewed while a batch waits for its tokens (drip/sending/rate.py), and
+    half a lease leaves room for a renewal that a busy database delayed."""
+    if not send_rate:
+        return 1000
+    return max(1, min(1000, int(send_rate * lease_seconds / 2)))
 
 
 def _secret_key(env: Mapping[str, str], var_dir: Path) -> tuple[str, bool]:
@@ -264,6 +270,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     secret_key, secret_key_generated = _secret_key(env, var_dir)
     send_rate = _read(env, "DRIP_SEND_RATE")
     rate = _positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0
+    lease_seconds = _positive_number(env, "DRIP_SEND_LEASE_SECONDS", 30, int)
+    if lease_seconds < 5:
+        raise ConfigError(f"DRIP_SEND_LEASE_SECONDS: at least 5 seconds, got {lease_seconds}")
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -279,7 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sendgrid_webhook_key=_read(env, "DRIP_SENDGRID_WEBHOOK_KEY"),
         sendgrid_timeout=_positive_number(env, "DRIP_SENDGRID_TIMEOUT", 10.0, float),
         send_rate=rate,
-        batch_size=_batch_size(rate),
+        batch_size=_batch_size(rate, lease_seconds),
+        lease_seconds=lease_seconds,
         course_dir=Path(_read(env, "DRIP_COURSE_DIR") or "course"),
         affiliate_url=affiliate_url,
         **_identity(env),

@@ -21,6 +21,7 @@ from drip.course.model import Course
 from drip.data.db import Database
 from drip.mail.base import Mailer
 from drip.mail.factory import make_mailer
+from drip.sending.journal import SendJournal
 from drip.sending.rate import RateLimitedMailer, SendRate
 from drip.tokens import Links, Tokens
 
@@ -34,6 +35,8 @@ class Services:
     tokens: Tokens
     links: Links
     clock: Clock = system_clock
+    # Where send tasks note each request to the provider (drip/sending/journal.py).
+    journal: SendJournal | None = None
 
     def now(self) -> datetime:
         return self.clock()
@@ -53,6 +56,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         tokens=tokens,
         links=Links(settings.base_url, tokens),
         clock=clock or system_clock,
+        # The queue's name keeps two deployments sharing one Redis apart.
+        journal=SendJournal.from_url(settings.broker_url, namespace=settings.task_queue),
     )
 
 

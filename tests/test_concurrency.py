@@ -102,27 +102,75 @@ def test_two_workers_sending_the_same_batch_send_it_once(stack: Stack) -> None:
     assert len(messages(stack.outbox)) == 20
 
 
-def test_a_crashed_send_is_reclaimed_after_its_lease_and_flagged(stack: Stack) -> None:
-    confirmed_subscribers(stack, 3)
+def crashed_mid_send(stack: Stack, count: int) -> list[int]:
+    """Deliveries a worker claimed and then died on, recording nothing in the database."""
+    confirmed_subscribers(stack, count)
     services = stack.services
     now = stack.clock()
+    lease = services.settings.lease_seconds
     materialize_due(services.database, services.course, now=now, day_seconds=86400)
     claim_for_dispatch(
-        services.database, services.course, now=now, lease_seconds=300, batch_size=1000
+        services.database, services.course, now=now, lease_seconds=lease, batch_size=1000
     )
-    # A worker claimed the rows and died before recording anything.
     with stack.session() as session:
         for delivery in session.scalars(select(Delivery)):
             delivery.status = "sending"
-            delivery.lease_until = datetime.fromtimestamp(now.timestamp() + 300, now.tzinfo)
+            delivery.attempts = 1
+            delivery.lease_until = datetime.fromtimestamp(now.timestamp() + lease, now.tzinfo)
+        ids = sorted(session.scalars(select(Delivery.id)).all())
     assert stack.tick().dispatched == 0, "a live lease is left alone"
-    stack.clock.advance(seconds=301)
+    return ids
+
+
+def reclaim(stack: Stack) -> None:
+    stack.clock.advance(seconds=stack.services.settings.lease_seconds + 1)
     assert stack.tick().dispatched == 3
+
+
+def test_a_batch_posted_before_its_worker_died_is_resent_flagged(stack: Stack) -> None:
+    ids = crashed_mid_send(stack, 3)
+    journal = stack.services.journal
+    assert journal is not None
+    journal.posting(ids)  # the request may have reached the provider; no answer was noted
+    reclaim(stack)
     wait_until(lambda: len(messages(stack.outbox)) == 3)
+    wait_until(lambda: _statuses(stack) == ["sent"] * 3)
     with stack.session() as session:
         flags = session.scalars(select(Delivery.possible_duplicate)).all()
         assert flags == [True, True, True]
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 3
+
+
+def test_a_batch_claimed_but_never_posted_is_resent_unflagged(stack: Stack) -> None:
+    crashed_mid_send(stack, 3)  # died between the claim and the request: the journal is empty
+    reclaim(stack)
+    wait_until(lambda: _statuses(stack) == ["sent"] * 3)
+    assert len(messages(stack.outbox)) == 3
+    with stack.session() as session:
+        assert session.scalars(select(Delivery.possible_duplicate)).all() == [False] * 3
+
+
+def test_a_batch_the_provider_accepted_before_its_worker_died_is_recorded_not_resent(
+    stack: Stack,
+) -> None:
+    ids = crashed_mid_send(stack, 3)
+    journal = stack.services.journal
+    assert journal is not None
+    journal.accepted({delivery_id: f"msg-{delivery_id}" for delivery_id in ids})
+    reclaim(stack)
+    wait_until(lambda: _statuses(stack) == ["sent"] * 3)
+    assert messages(stack.outbox) == [], "the provider had them already"
+    with stack.session() as session:
+        rows = session.execute(
+            select(Delivery.message_id, Delivery.possible_duplicate).order_by(Delivery.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [(f"msg-{i}", False) for i in ids]
+    assert journal.read(ids) == {}, "once recorded, the journal forgets them"
+
+
+def _statuses(stack: Stack) -> list[str]:
+    with stack.session() as session:
+        return list(session.scalars(select(Delivery.status).order_by(Delivery.id)))
 
 
 def test_a_time_zone_the_database_does_not_know_cannot_stop_the_tick(stack: Stack) -> None:

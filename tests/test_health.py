@@ -237,6 +237,23 @@ def test_a_stopped_worker_is_red_and_the_backlog_and_queue_grow(ops: Ops) -> Non
     wait_for(recovered, timeout=10)
 
 
+def test_a_worker_too_busy_to_answer_the_ping_is_still_online(ops: Ops) -> None:
+    ops.sink.set_faults({"rules": [{"delay": 4.0}]})  # one slow SendGrid answer
+    before = ops.sink.stats["requests"]
+    confirmed_subscribers(ops.stack, 1)
+    ops.stack.tick()
+    # The solo worker is inside the send: it cannot answer a ping, but its heartbeat goes on.
+    wait_for(lambda: ops.sink.stats["requests"] == before + 1)
+    started = time.monotonic()
+    celery = ops.stack.app.extensions["celery"]
+    queue = ops.services.settings.task_queue
+    assert health.workers_online(celery, queue, 0.3) == [], "the ping alone misses it"
+    signal = ops.check().signal("workers")
+    assert time.monotonic() - started < 3.5, "checked while the send was still out"
+    assert (signal.level, signal.value) == (Level.GREEN, "1 online")
+    wait_for(lambda: open_deliveries(ops.stack) == 0)
+
+
 def test_a_stale_tick_turns_amber_then_red(ops: Ops) -> None:
     never = ops.check().signal("tick")
     assert (never.level, never.value) == (Level.RED, "never ran")
@@ -281,6 +298,21 @@ def test_refused_recipients_count_as_failures_in_the_last_hour(ops: Ops) -> None
     wait_for(lambda: open_deliveries(ops.stack) == 0)
     signal = ops.check().signal("failures")
     assert (signal.level, signal.value) == (Level.RED, "3 failed sends")
+
+
+def test_deliveries_waiting_for_a_retry_are_not_counted_as_failures(ops: Ops) -> None:
+    ops.sink.set_faults({"rules": [{"status": 503}]})  # SendGrid unavailable: retry later
+    confirmed_subscribers(ops.stack, 2)
+    ops.stack.tick()
+
+    def waiting_for_retry() -> bool:
+        with ops.stack.session() as session:
+            count = session.scalar(select(func.count()).where(Delivery.status == "retrying"))
+        return count == 2
+
+    wait_for(waiting_for_retry)
+    signal = ops.check().signal("failures")
+    assert (signal.level, signal.value) == (Level.GREEN, "0 failed sends; 2 waiting for a retry")
 
 
 def test_an_unreachable_redis_turns_queue_and_workers_red(ops: Ops) -> None:

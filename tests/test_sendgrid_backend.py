@@ -332,7 +332,12 @@ def test_the_rate_and_the_timeout_come_from_the_environment(tmp_path: Path) -> N
     assert load_settings(base).sendgrid_timeout == 10.0
     settings = load_settings(base | {"DRIP_SEND_RATE": "5", "DRIP_SENDGRID_TIMEOUT": "2.5"})
     assert (settings.send_rate, settings.sendgrid_timeout) == (5.0, 2.5)
-    assert settings.batch_size == 300, "a batch holds at most a minute of sending"
+    assert settings.batch_size == 75, "a batch holds at most half a send lease of sending"
+    longer = load_settings(base | {"DRIP_SEND_RATE": "5", "DRIP_SEND_LEASE_SECONDS": "120"})
+    assert (longer.lease_seconds, longer.batch_size) == (120, 300)
+    assert load_settings(base).lease_seconds == 30
+    with pytest.raises(ConfigError, match="DRIP_SEND_LEASE_SECONDS"):
+        load_settings(base | {"DRIP_SEND_LEASE_SECONDS": "2"})
     with pytest.raises(ConfigError, match="DRIP_SENDGRID_TIMEOUT"):
         load_settings(base | {"DRIP_SENDGRID_TIMEOUT": "soon"})
     with pytest.raises(ConfigError, match="DRIP_SEND_RATE"):

@@ -33,6 +33,7 @@ from drip.data.models import (
     EnrollmentStatus,
     Heartbeat,
 )
+from drip.ops.heartbeat import beating_workers
 from drip.sending import circuit
 
 # kombu's Redis transport keeps priority p of queue q in the list q + "\x06\x16" + p,
@@ -174,19 +175,24 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
 
 
-def workers_online(celery: Celery, queue: str, timeout: float) -> list[str]:
-    """Workers that answer within `timeout` and consume our queue.
+def workers_online(
+    celery: Celery, queue: str, timeout: float, client: redis.Redis | None = None
+) -> list[str]:
+    """Workers that consume our queue and answer within `timeout` or keep their heartbeat.
 
     An inspect call is a ping that also says which queues each worker reads;
     a worker of another drip (or another test run) on the same Redis does not
-    send our lessons, so it does not count.
+    send our lessons, so it does not count. A worker too busy to answer the
+    ping still refreshes its heartbeat key (drip/ops/heartbeat.py).
     """
+    beating = set(beating_workers(client, queue)) if client is not None else set()
     replies = celery.control.inspect(timeout=timeout).active_queues() or {}
-    return sorted(
+    answering = {
         name
         for name, queues in replies.items()
         if any(isinstance(q, dict) and q.get("name") == queue for q in queues or [])
-    )
+    }
+    return sorted(beating | answering)
 
 
 @dataclass(frozen=True)
@@ -209,18 +215,26 @@ def read_last_tick(session: Session) -> Tick | None:
 
 
 def failed_recently(session: Session, now: datetime, lease_seconds: int) -> int:
-    """Deliveries whose last send attempt, within the last hour, failed.
+    """Deliveries whose last send attempt, within the last hour, failed for good.
 
-    Failed (permanent) and retrying (transient, rate limited, outcome
-    unknown). A delivery has no attempted-at column; each attempt sets
-    lease_until to claim time + lease, so the attempt's time is read from it.
-    Deliveries held back by refused credentials are not failures of their own:
-    the circuit signal shows them.
+    A delivery has no attempted-at column; each attempt sets lease_until to
+    claim time + lease, so the attempt's time is read from it. Rows waiting
+    for a retry (a 429, a 5xx, a timeout) are not failed sends: they are
+    counted apart (``retrying_now``), or a provider's storm would read as
+    thousands of failures that all go out minutes later. Deliveries held back
+    by refused credentials are not failures of their own: the circuit signal
+    shows them.
     """
     since = now - FAILURE_WINDOW + timedelta(seconds=lease_seconds)
-    failing = Delivery.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.RETRYING.value])
-    count = session.scalar(select(func.count()).where(failing, Delivery.lease_until >= since))
+    failed = Delivery.status == DeliveryStatus.FAILED.value
+    count = session.scalar(select(func.count()).where(failed, Delivery.lease_until >= since))
     return int(count or 0)
+
+
+def retrying_now(session: Session) -> int:
+    """Deliveries waiting for another attempt."""
+    retrying = Delivery.status == DeliveryStatus.RETRYING.value
+    return int(session.scalar(select(func.count()).where(retrying)) or 0)
 
 
 def read_circuit(database: Database) -> circuit.CircuitStatus:
@@ -328,14 +342,18 @@ def circuit_signal(state: circuit.CircuitStatus) -> Signal:
     )
 
 
-def failures_signal(count: int, thresholds: tuple[float, float]) -> Signal:
+def failures_signal(count: int, thresholds: tuple[float, float], retrying: int = 0) -> Signal:
+    value = f"{count} failed send{'s' if count != 1 else ''}"
+    if retrying:
+        value += f"; {retrying} waiting for a retry"
     return Signal(
         "failures",
         "Failures in the last hour",
         judge(count, thresholds),
-        f"{count} failed send{'s' if count != 1 else ''}",
-        _rule(thresholds),
+        value,
+        _rule(thresholds) + " (failed for good; retries are not counted)",
         "see Deliveries for the reasons; retry or skip them there",
+        (("failed for good", str(count)), ("waiting for a retry", str(retrying))),
     )
 
 
@@ -373,6 +391,7 @@ def _database_signals(
             backlog = read_backlog(session, now)
             tick = read_last_tick(session)
             failures = failed_recently(session, now, settings.lease_seconds)
+            retrying = retrying_now(session)
     except SQLAlchemyError as exc:
         return [
             unreachable("backlog", "Due-but-unsent backlog", "the database", exc),
@@ -382,7 +401,7 @@ def _database_signals(
     return [
         backlog_signal(backlog, now, settings.health_backlog_age),
         tick_signal(tick, wall_now, settings.health_tick_age),
-        failures_signal(failures, settings.health_failures),
+        failures_signal(failures, settings.health_failures, retrying),
     ]
 
 
@@ -390,6 +409,9 @@ def _broker_signals(settings: Settings, celery: Celery) -> list[Signal]:
     client = redis_client(settings)
     try:
         depth = read_queue_depth(client, settings.task_queue)
+        workers = workers_online(
+            celery, settings.task_queue, settings.health_inspect_timeout, client
+        )
     except redis.RedisError as exc:
         # No broker, no ping: asking the workers would only wait for Celery's reconnects.
         return [
@@ -398,7 +420,6 @@ def _broker_signals(settings: Settings, celery: Celery) -> list[Signal]:
         ]
     finally:
         client.close()
-    workers = workers_online(celery, settings.task_queue, settings.health_inspect_timeout)
     return [
         queue_signal(depth, settings.health_queue_depth),
         workers_signal(workers, settings.task_queue),

@@ -78,8 +78,13 @@ def _sending(session: Session, now: datetime, lease_seconds: int) -> Iterator[Me
     )
     yield _gauge(
         "drip_failures_last_hour",
-        "Deliveries whose last send attempt, in the last hour, failed.",
+        "Deliveries whose last send attempt, in the last hour, failed for good.",
         health.failed_recently(session, now, lease_seconds),
+    )
+    yield _gauge(
+        "drip_retrying",
+        "Deliveries waiting for another send attempt (429, 5xx, timeout).",
+        health.retrying_now(session),
     )
     family = GaugeMetricFamily(
         "drip_send_errors",

@@ -13,10 +13,21 @@
    500/502/504 with backoff and flagged possible_duplicate), or back to
    queued, attempt not counted, when our credentials were refused: that opens
    the circuit (drip/circuit.py), and the next accepted batch closes it.
+
+While it works, the worker renews the batch's lease (drip/sending/lease.py)
+and keeps a send journal in Redis (drip/sending/journal.py), so that a
+provider's answer is never dropped: the outcome is written with retries until
+the database answers, and a worker that takes over a batch whose outcome was
+never written learns from the journal whether it was accepted (recorded as
+sent, not resent), may have been posted (resent, flagged possible_duplicate)
+or never left (resent, unflagged). Outcomes are written only for rows this
+worker still holds (status sending, its own attempt), so a late write never
+overwrites the work of a worker that took over.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +36,15 @@ from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from drip.clock import system_clock
 from drip.course import render
@@ -53,12 +72,19 @@ from drip.mail.base import (
 from drip.sending import circuit
 from drip.sending.buyers import buyers
 from drip.sending.dispatch import MAX_ATTEMPTS, retry_delay
+from drip.sending.journal import ACCEPTED, POSTING, JournalUnavailable, SendJournal
+from drip.sending.lease import LeaseKeeper
 from drip.tokens import Links
+
+log = logging.getLogger(__name__)
 
 PAUSED = EnrollmentStatus.PAUSED.value
 # When a 429 carries no X-RateLimit-Reset, and how widely to spread the return after one.
 RATE_LIMIT_FALLBACK_SECONDS = 60.0
 RATE_LIMIT_JITTER_SECONDS = 5.0
+# How long a worker keeps trying to record a batch's outcome while the database is
+# away. Past it the journal still tells the next claimant what happened.
+OUTCOME_WRITE_SECONDS = 900.0
 
 
 @dataclass
@@ -148,17 +174,39 @@ class _Outcomes:
 
     def __init__(self) -> None:
         self.rows: dict[int, dict[str, Any]] = {}
+        self.flagged: set[int] = set()  # may have reached the provider before: possible_duplicate
 
     def set(self, delivery_id: int, **values: Any) -> None:
         self.rows[delivery_id] = values
 
-    def write(self, session: Session) -> None:
+    def write(self, session: Session, attempts: dict[int, int]) -> bool:
+        """Write every outcome for rows this worker still holds; True if it held them all."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for delivery_id, values in self.rows.items():
-            groups.setdefault(tuple(sorted(values)), []).append({"b_id": delivery_id, **values})
+            row = {
+                "b_id": delivery_id,
+                "b_status": DeliveryStatus.SENDING.value,
+                "b_attempts": attempts[delivery_id],
+                **values,
+            }
+            if delivery_id in self.flagged:
+                row["possible_duplicate"] = True
+            groups.setdefault(tuple(sorted(row)), []).append(row)
         table = cast(Table, Delivery.__table__)
-        for params in groups.values():
-            bulk_update(session, table, params, match={"b_id": "id"})
+        match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
+        written = sum(bulk_update(session, table, rows, match=match) for rows in groups.values())
+        return written == len(self.rows)
+
+
+def _until_the_database_answers() -> Retrying:
+    """Retry a write while the database is unreachable: bounded, each wait logged."""
+    return Retrying(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        stop=stop_after_delay(OUTCOME_WRITE_SECONDS),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
 
 
 def deliver_batch(
@@ -171,10 +219,13 @@ def deliver_batch(
     lease_seconds: int,
     now: datetime | None = None,
     clock: Callable[[], datetime] | None = None,
+    journal: SendJournal | None = None,
 ) -> BatchReport:
     """Send the deliveries still queued among ``delivery_ids``.
 
     ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
+    The ``journal`` is what lets a worker taking over a batch tell accepted from
+    lost; in-process callers that never take over another's batch may go without.
     """
     clock = _pinned(now) if now is not None else clock or system_clock
     now = clock()
@@ -184,10 +235,26 @@ def deliver_batch(
     report.claimed = len(claimed)
     if not claimed:
         return report
+    with LeaseKeeper(database, claimed, lease_seconds=lease_seconds, clock=clock):
+        _deliver_claimed(database, course, mailer, links, claimed, report, clock, journal)
+    return report
+
+
+def _deliver_claimed(
+    database: Database,
+    course: Course,
+    mailer: Mailer,
+    links: Links,
+    claimed: list[int],
+    report: BatchReport,
+    clock: Callable[[], datetime],
+    journal: SendJournal | None,
+) -> None:
     with database.session() as session:
         rows = _load(session, claimed)
         bought = buyers(session, {row.subscriber_id for row in rows})
-    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock)
+    sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock, journal)
+    rows = sender.recall(rows)
     sendable: dict[tuple[int, bool], list[Any]] = {}
     paused: list[Any] = []
     for row in rows:
@@ -206,12 +273,28 @@ def deliver_batch(
             sendable.setdefault((row.lesson, row.subscriber_id in bought), []).append(row)
     for (lesson, buyer), lesson_rows in sendable.items():
         sender.send(_lesson_batch(course, links, lesson, lesson_rows, buyer=buyer))
-    with database.session() as session:
-        sender.outcomes.write(session)
-        _hand_back(session, paused)
+    # The circuit first: released rows must not be queued again before it is open,
+    # or a tick in between hands them out to a provider that refuses our key.
+    for attempt in _until_the_database_answers():
+        with attempt:
+            _update_circuit(database, report, clock())
+    for attempt in _until_the_database_answers():
+        with attempt, database.session() as session:
+            held_all = sender.outcomes.write(session, sender.attempts)
+            _hand_back(session, paused)
     report.skipped += len(paused)
-    _update_circuit(database, report, clock())
-    return report
+    if held_all and journal is not None:
+        # The database holds every outcome now; a row another worker took over keeps
+        # its entry for that worker to read.
+        _quietly(journal.forget, claimed)
+
+
+def _quietly(operation: Callable[..., None], *args: Any) -> None:
+    """A journal write whose failure costs at most a needless flag later: logged, not raised."""
+    try:
+        operation(*args)
+    except JournalUnavailable as exc:
+        log.warning("%s", exc)
 
 
 def _hand_back(session: Session, rows: list[Any]) -> None:
@@ -282,13 +365,44 @@ class _Sender:
         attempts: dict[int, int],
         report: BatchReport,
         clock: Callable[[], datetime],
+        journal: SendJournal | None = None,
     ) -> None:
         self.mailer = mailer
         self.attempts = attempts
         self.report = report
         # Read after each send: a batch may have waited for the send rate first.
         self.clock = clock
+        self.journal = journal
         self.outcomes = _Outcomes()
+
+    def recall(self, rows: list[Any]) -> list[Any]:
+        """What the journal knows of earlier attempts; returns the rows still to send.
+
+        Accepted ones are recorded as sent; ones that may have been posted go
+        again flagged. Without a journal to read, nothing is posted: the batch
+        goes back to the queue.
+        """
+        if self.journal is None:
+            return rows
+        try:
+            known = self.journal.read([row.id for row in rows])
+        except JournalUnavailable as exc:
+            self.report.errors.append(str(exc))
+            for row in rows:
+                self._release_one(row.id, str(exc))
+            self.report.released += len(rows)
+            return []
+        still: list[Any] = []
+        for row in rows:
+            entry = known.get(row.id)
+            if entry is not None and entry.state == ACCEPTED:
+                self._sent(row.id, entry.message_id)
+                continue
+            if entry is not None and entry.state == POSTING:
+                self.outcomes.flagged.add(row.id)
+                self.report.possible_duplicates += 1
+            still.append(row)
+        return still
 
     def send(self, batch: Batch) -> None:
         """Send a batch; a refused one is split in halves until each bad recipient is alone.
@@ -298,28 +412,59 @@ class _Sender:
         if self.report.disabled:
             self.release(batch, self.report.disabled)  # the key was refused a moment ago
             return
+        keys = [recipient.key for recipient in batch.recipients]
+        if not self._journal(batch, self._posting, keys):
+            return
         self.report.requests += 1
         try:
             results = self.mailer.send(batch)
-        except PermanentBatchError as exc:
+        except OutcomeUnknown as exc:
+            self.retry(batch, exc)  # the journal keeps "posting": it may have arrived
+            return
+        except (PermanentBatchError, SendingDisabled, RateLimited, TransientError) as exc:
+            # A definite answer, or no connection at all: nothing arrived.
+            self._forget(keys)
+            self.refused(batch, exc)
+            return
+        if self.journal is not None:
+            accepted = {r.key: r.message_id for r in results if r.accepted}
+            _quietly(self.journal.accepted, accepted)
+        self.record(results)
+
+    def _journal(self, batch: Batch, write: Callable[[list[str]], None], keys: list[str]) -> bool:
+        """Note the request before it leaves; a batch that cannot be noted is not posted,
+        since a lost answer could then not be told from a request never made."""
+        try:
+            write(keys)
+        except JournalUnavailable as exc:
+            self.report.errors.append(str(exc))
+            self.release(batch, str(exc))
+            return False
+        return True
+
+    def _posting(self, keys: list[str]) -> None:
+        if self.journal is not None:
+            self.journal.posting(keys)
+
+    def _forget(self, keys: list[str]) -> None:
+        if self.journal is not None:
+            _quietly(self.journal.forget, keys)
+
+    def refused(self, batch: Batch, exc: Exception) -> None:
+        if isinstance(exc, PermanentBatchError):
             if len(batch.recipients) == 1 or not exc.splittable:
                 self.fail(batch, str(exc))
                 return
             middle = len(batch.recipients) // 2
             self.send(replace(batch, recipients=batch.recipients[:middle]))
             self.send(replace(batch, recipients=batch.recipients[middle:]))
-            return
-        except SendingDisabled as exc:
+        elif isinstance(exc, SendingDisabled):
             self.report.disabled = str(exc)
             self.release(batch, str(exc))
-            return
-        except RateLimited as exc:
+        elif isinstance(exc, RateLimited):
             self.wait_for_reset(batch, exc)
-            return
-        except (TransientError, OutcomeUnknown) as exc:
+        elif isinstance(exc, TransientError):
             self.retry(batch, exc)
-            return
-        self.record(results)
 
     def fail(self, batch: Batch, error: str) -> None:
         for recipient in batch.recipients:
@@ -331,16 +476,28 @@ class _Sender:
     def release(self, batch: Batch, error: str) -> None:
         """Back to queued, as if never tried: the circuit decides when they go again."""
         for recipient in batch.recipients:
-            delivery_id = int(recipient.key)
-            self.outcomes.set(
-                delivery_id,
-                status=DeliveryStatus.QUEUED.value,
-                enqueued_at=None,
-                lease_until=None,
-                attempts=self.attempts[delivery_id] - 1,
-                error=error[:500],
-            )
+            self._release_one(int(recipient.key), error)
         self.report.released += len(batch.recipients)
+
+    def _release_one(self, delivery_id: int, error: str) -> None:
+        self.outcomes.set(
+            delivery_id,
+            status=DeliveryStatus.QUEUED.value,
+            enqueued_at=None,
+            lease_until=None,
+            attempts=self.attempts[delivery_id] - 1,
+            error=error[:500],
+        )
+
+    def _sent(self, delivery_id: int, message_id: str) -> None:
+        self.outcomes.set(
+            delivery_id,
+            status=DeliveryStatus.SENT.value,
+            sent_at=self.clock(),
+            message_id=message_id[:100],
+            error="",
+        )
+        self.report.sent += 1
 
     def wait_for_reset(self, batch: Batch, exc: RateLimited) -> None:
         """Try again once the provider's limit resets; waiting is no fault of the delivery."""
@@ -390,14 +547,7 @@ class _Sender:
     def record(self, results: list[SendResult]) -> None:
         for result in results:
             if result.accepted:
-                self.outcomes.set(
-                    int(result.key),
-                    status=DeliveryStatus.SENT.value,
-                    sent_at=self.clock(),
-                    message_id=result.message_id[:100],
-                    error="",
-                )
-                self.report.sent += 1
+                self._sent(int(result.key), result.message_id)
             else:
                 self.outcomes.set(
                     int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]

@@ -25,7 +25,6 @@ from sqlalchemy import (
     false,
     literal,
     null,
-    or_,
     select,
     text,
     update,
@@ -312,9 +311,10 @@ def claim_for_dispatch(
     """Mark open deliveries as handed to a send task; return them in same-lesson batches.
 
     A queued delivery whose task never ran (the broker lost it, Redis was down
-    at enqueue time) is handed out again once its lease has passed; a sending
-    one whose worker died is reclaimed and flagged as a possible duplicate,
-    since the provider may have taken it before the crash. ``limit`` caps how
+    at enqueue time) is handed out again once its lease has passed; so is a
+    sending one whose worker died. The send task that takes it over reads the
+    send journal (drip/sending/journal.py) to learn whether the provider had
+    already accepted it, may have, or never saw it. ``limit`` caps how
     many are handed out (a circuit probe); the rest stay as they are.
     """
     claimed_all: list[tuple[int, int]] = []
@@ -350,10 +350,6 @@ def _claim_chunk(
             update(Delivery)
             .where(Delivery.id.in_(ids), condition)
             .values(
-                possible_duplicate=or_(
-                    Delivery.possible_duplicate,
-                    Delivery.status == DeliveryStatus.SENDING.value,
-                ),
                 status=DeliveryStatus.QUEUED.value,
                 enqueued_at=now,
             )

@@ -1,0 +1,100 @@
+"""The send journal: what became of a delivery's request to the provider, kept in Redis.
+
+SendGrid has no idempotency key, so the only way not to resend a batch it
+accepted is to remember that it did, somewhere other than the database whose
+write may be the very thing that failed. For each delivery in a request:
+
+- before the POST: ``posting`` (the request may reach the provider from now on);
+- after a 2xx: ``accepted <message id>``;
+- after a definite refusal (4xx, 429, 503, a refused connection): removed.
+
+A worker that reclaims a "sending" delivery (its previous worker died, or
+could not record the answer) reads the journal first: accepted means record
+it as sent and send nothing; posting means the request may have arrived and
+no answer was recorded, so it goes again flagged as a possible duplicate;
+nothing means it never left, so it goes again unflagged.
+
+Entries live a day, far longer than a lease; a worker removes them once the
+database holds the outcome. Redis without persistence loses the journal
+when it restarts: a batch whose worker dies in that same window falls back
+to "never left" (docs/guarantees.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+TTL_SECONDS = 86400
+POSTING = "posting"
+ACCEPTED = "accepted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    state: str  # POSTING or ACCEPTED
+    message_id: str = ""
+
+
+class JournalUnavailable(Exception):
+    """Redis did not answer: a batch that cannot be journaled is not posted."""
+
+
+class SendJournal:
+    def __init__(self, client: redis.Redis, namespace: str = "drip") -> None:
+        self.client = client
+        self.prefix = f"drip:journal:{namespace}:"
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "drip") -> SendJournal:
+        # Connects lazily; a short timeout so a Redis that is away fails the batch fast.
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, namespace)
+
+    def _key(self, delivery_id: int | str) -> str:
+        return f"{self.prefix}{delivery_id}"
+
+    def read(self, delivery_ids: Sequence[int]) -> dict[int, Entry]:
+        if not delivery_ids:
+            return {}
+        values = self._call(lambda: self.client.mget([self._key(i) for i in delivery_ids]))
+        found: dict[int, Entry] = {}
+        for delivery_id, raw in zip(delivery_ids, values, strict=True):
+            if raw is None:
+                continue
+            state, _, message_id = raw.decode().partition(" ")
+            found[delivery_id] = Entry(state, message_id)
+        return found
+
+    def posting(self, delivery_ids: Iterable[int | str]) -> None:
+        self._set({i: POSTING for i in delivery_ids})
+
+    def accepted(self, message_ids: Mapping[int | str, str]) -> None:
+        self._set({i: f"{ACCEPTED} {message_id}" for i, message_id in message_ids.items()})
+
+    def forget(self, delivery_ids: Iterable[int | str]) -> None:
+        keys = [self._key(i) for i in delivery_ids]
+        if keys:
+            self._call(lambda: self.client.delete(*keys))
+
+    def _set(self, values: Mapping[int | str, str]) -> None:
+        if not values:
+            return
+
+        def write() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for delivery_id, value in values.items():
+                pipe.set(self._key(delivery_id), value, ex=TTL_SECONDS)
+            return pipe.execute()
+
+        self._call(write)
+
+    @staticmethod
+    def _call(operation: Any) -> Any:
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise JournalUnavailable(f"send journal unavailable: {exc}") from exc
