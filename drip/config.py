@@ -75,6 +75,8 @@ class Settings:
     health_queue_depth: tuple[float, float] = (100.0, 1000.0)  # send tasks waiting in Redis
     health_failures: tuple[float, float] = (5.0, 50.0)  # failed sends in the last hour
     health_inspect_timeout: float = 1.0  # how long to wait for workers to answer a ping
+    # Outgoing webhooks may reach private, loopback and link-local addresses (development only).
+    webhooks_allow_private: bool = False
 
     @property
     def broker_url(self) -> str:
@@ -192,6 +194,15 @@ def _postback_secret(env: Mapping[str, str]) -> str | None:
     return secret
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_read(env, name) or "false").strip().lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
 def _batch_size(send_rate: float) -> int:
     """SendGrid's 1000, or with a send rate at most a minute of sending: a batch
     waiting for its tokens must not outlive its lease (drip/send_rate.py)."""
@@ -298,6 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_json=(_read(env, "DRIP_LOG_JSON") or "0") in ("1", "true", "yes"),
         var_dir=var_dir,
         task_queue=_task_queue(env),
+        webhooks_allow_private=_flag(env, "DRIP_WEBHOOKS_ALLOW_PRIVATE"),
         **_health_settings(env, tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60, float)),
     )
 
