@@ -16,7 +16,7 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from drip.data.models import WebhookEndpoint, WebhookMessage
+from drip.data.models import Conversion, WebhookEndpoint, WebhookMessage
 from drip.integrations import webhooks
 from drip.integrations.webhook_endpoints import add
 from drip.integrations.webhook_targets import RefusedTarget, check
@@ -266,3 +266,27 @@ def test_the_payload_is_the_feed_item_and_nothing_more() -> None:
         "timestamp": item["occurred_at"],
         "data": item,
     }
+
+
+def test_a_conversion_reaches_the_feed_and_its_webhook_without_the_amount_or_buyer(
+    hooked: Stack, receiver: Receiver
+) -> None:
+    _, secret = register(hooked, receiver.url, "conversion")
+    with hooked.session() as session:
+        session.add(
+            Conversion(
+                source="clickbank",
+                external_id="RCPT1",
+                kind="SALE",
+                amount_cents=2750,
+                currency="USD",
+                occurred_at=hooked.clock(),
+                received_at=hooked.clock(),
+                lesson=3,
+            )
+        )
+    assert sweep(hooked)["fanned_out"] == 1
+    headers, body = wait_until(lambda: receiver.received)[0]
+    data = Webhook(secret).verify(body, headers)["data"]
+    assert (data["kind"], data["detail"], data["lesson"]) == ("conversion", "SALE", 3)
+    assert b"RCPT1" not in body and b"2750" not in body
