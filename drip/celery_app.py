@@ -14,6 +14,7 @@ from drip.ops.heartbeat import WorkerHeartbeat
 
 # Each @shared_task in these modules joins every Celery app built here.
 TASK_MODULES = (tasks,)
+WEBHOOK_SWEEP_SECONDS = 10.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -44,6 +45,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.tick_seconds,
                 # A tick nobody ran in time is worthless; the next one does its work.
                 "options": {"expires": max(settings.tick_seconds * 2, 5)},
+            },
+            # Webhooks: new events out, due retries again. Often, as receivers expect news soon.
+            "drip-webhooks": {
+                "task": "drip.webhooks.sweep",
+                "schedule": min(settings.tick_seconds, WEBHOOK_SWEEP_SECONDS),
+                "options": {"expires": max(min(settings.tick_seconds, WEBHOOK_SWEEP_SECONDS), 5)},
             },
             "drip-housekeeping": {
                 "task": "drip.subscribers.housekeeping",

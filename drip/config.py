@@ -78,6 +78,8 @@ class Settings:
     health_queue_depth: tuple[float, float] = (100.0, 1000.0)  # send tasks waiting in Redis
     health_failures: tuple[float, float] = (5.0, 50.0)  # failed sends in the last hour
     health_inspect_timeout: float = 1.0  # how long to wait for workers to answer a ping
+    # Outgoing webhooks may reach private, loopback and link-local addresses (development only).
+    webhooks_allow_private: bool = False
 
     @property
     def broker_url(self) -> str:
@@ -204,6 +206,15 @@ def _batch_size(send_rate: float, lease_seconds: int) -> int:
     return max(1, min(1000, int(send_rate * lease_seconds / 2)))
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_read(env, name) or "false").strip().lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
 def _secret_key(env: Mapping[str, str], var_dir: Path) -> tuple[str, bool]:
     """DRIP_SECRET_KEY, or in development a key generated once into var/; and whether generated."""
     configured = _read(env, "DRIP_SECRET_KEY")
@@ -308,6 +319,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_json=(_read(env, "DRIP_LOG_JSON") or "0") in ("1", "true", "yes"),
         var_dir=var_dir,
         task_queue=_task_queue(env),
+        webhooks_allow_private=_flag(env, "DRIP_WEBHOOKS_ALLOW_PRIVATE"),
         **_health_settings(env, tick_seconds=_positive_number(env, "DRIP_TICK_SECONDS", 60, float)),
     )
 

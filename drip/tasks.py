@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from drip.integrations import webhooks
 from drip.sending import delivery, dispatch
 from drip.services import current_services, enqueue
 from drip.subscribers import confirmations, housekeeping
@@ -107,3 +108,20 @@ def send_confirmation(subscriber_id: int, consent_id: int) -> bool:
 def run_housekeeping() -> dict[str, int]:
     services = current_services()
     return housekeeping.run(services)
+
+
+@shared_task(name="drip.webhooks.sweep")
+def webhooks_sweep() -> dict[str, int]:
+    """Fan new events out to webhook endpoints and hand out the sends that are due."""
+    return run_webhooks_sweep_now()
+
+
+def run_webhooks_sweep_now() -> dict[str, int]:
+    services = current_services()
+    return webhooks.sweep(services, lambda message_id: enqueue("drip.webhooks.deliver", message_id))
+
+
+@shared_task(name="drip.webhooks.deliver")
+def webhooks_deliver(message_id: int) -> str:
+    """One attempt at one webhook message; a failure is rescheduled in the database."""
+    return webhooks.deliver(current_services(), message_id)

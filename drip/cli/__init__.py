@@ -17,6 +17,7 @@ from drip.cli.api_keys import api_keys
 from drip.cli.check import check, refuse_unready
 from drip.cli.status import status
 from drip.cli.subscribers import subscribers
+from drip.cli.webhooks import webhooks
 from drip.config import ConfigError, Settings, load_settings
 
 
@@ -142,6 +143,7 @@ main.add_command(subscribers)
 main.add_command(status)
 main.add_command(check)
 main.add_command(api_keys)
+main.add_command(webhooks)
 
 
 def _add_plugin_commands() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -366,3 +367,67 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """A receiver of outgoing webhooks. The secret signs every message, so it is kept as is."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    events: Mapped[str] = mapped_column(String(300), nullable=False)  # kinds, comma-separated
+    secret: Mapped[str] = mapped_column(String(100), nullable=False)  # whsec_ + base64
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Set when no attempt succeeded since failing_since; cleared by the next success.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(500), default="", nullable=False)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str] = mapped_column(String(500), default="", nullable=False)
+
+
+class WebhookMessageStatus(enum.StrEnum):
+    PENDING = "pending"  # to be sent at next_attempt_at
+    SENDING = "sending"  # handed to a send task until lease_until
+    DELIVERED = "delivered"
+    FAILED = "failed"  # given up: a day of retries, or the endpoint was disabled or removed
+
+
+class WebhookMessage(Base):
+    """One event for one endpoint: the outbox row that survives restarts until delivered."""
+
+    __tablename__ = "webhook_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
+    )
+    event_id: Mapped[str] = mapped_column(String(60), nullable=False)  # the feed item's id
+    event_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # signed as is on every attempt
+    status: Mapped[str] = _status_column(WebhookMessageStatus, WebhookMessageStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(500), default="", nullable=False)
+
+    __table_args__ = (
+        # An event reaches an endpoint's outbox once, however often the feed is re-read.
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_messages_endpoint_event"),
+        Index("ix_webhook_messages_status_next", "status", "next_attempt_at"),
+    )
+
+
+class WebhookCursor(Base):
+    """How far the webhook fan-out has read the event feed (a feed position)."""
+
+    __tablename__ = "webhook_cursor"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[int] = mapped_column(Integer, nullable=False)
+    row: Mapped[int] = mapped_column(Integer, nullable=False)

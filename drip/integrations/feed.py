@@ -1,7 +1,9 @@
 """One feed of what happened, oldest first, read from the tables that record it.
 
 Kinds: signup, confirmation, lesson_sent, provider_event, cta_click,
-unsubscribe (a `conversion` kind can join as one more source). Each item is
+unsubscribe and conversion (a sale or its reversal; the network's kind, such
+as SALE or RFND, in `detail`). New kinds go at the end of KINDS: a cursor
+holds a kind's index. Each item is
 ordered by (time, kind, row id); the cursor is that triple, so a poller resumes
 exactly after the last item it saw. Items carry ids and lesson numbers, never
 an address or a name, and erased subscribers' items are left out.
@@ -20,6 +22,7 @@ from sqlalchemy.sql import Select
 from drip.data.models import (
     Click,
     Consent,
+    Conversion,
     Delivery,
     DeliveryStatus,
     Event,
@@ -27,7 +30,15 @@ from drip.data.models import (
     SubscriberStatus,
 )
 
-KINDS = ("signup", "confirmation", "lesson_sent", "provider_event", "cta_click", "unsubscribe")
+KINDS = (
+    "signup",
+    "confirmation",
+    "lesson_sent",
+    "provider_event",
+    "cta_click",
+    "unsubscribe",
+    "conversion",
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -96,6 +107,14 @@ def _sources() -> list[Select[Any]]:
             no_lesson,
             no_detail,
         ).where(Subscriber.unsubscribed_at.is_not(None)),
+        source(
+            "conversion",
+            Conversion.received_at,
+            Conversion.id,
+            Conversion.subscriber_id,
+            Conversion.lesson,
+            Conversion.kind,
+        ),
     ]
 
 
@@ -121,6 +140,19 @@ def read(session: Session, after: Position, limit: int) -> tuple[list[dict[str, 
         position = Position(_to_micros(at), row.kind, row.row)
         result.append(_item(row, at))
     return result, position
+
+
+def latest(session: Session) -> Position:
+    """The position of the newest item: reading from here returns only what comes later."""
+    items = union_all(*_sources()).subquery()
+    row = session.execute(
+        select(items.c.at, items.c.kind, items.c.row)
+        .order_by(items.c.at.desc(), items.c.kind.desc(), items.c.row.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return Position()
+    return Position(_to_micros(_aware(row.at)), row.kind, row.row)
 
 
 def _aware(value: Any) -> datetime:

@@ -148,6 +148,31 @@ def subscribe(
     return SignupOutcome(subscriber.id, record.id)
 
 
+def subscribe_confirmed(
+    session: Session,
+    signup: SignupInput,
+    consent: ConsentContext,
+    *,
+    course_slug: str,
+    now: datetime,
+    secret_key: str,
+) -> int | None:
+    """Sign up someone whose consent another system confirmed, and enroll them.
+
+    For an API caller with a write key who states where the person opted in
+    (consent.source). The consent is recorded as given and confirmed now. A
+    suppressed address is refused (None); an active subscriber is left as is.
+    """
+    outcome = subscribe(session, signup, consent, now=now, secret_key=secret_key)
+    if outcome.subscriber_id is None or outcome.consent_id is None:
+        existing = session.scalar(select(Subscriber).where(Subscriber.email == signup.email))
+        if existing is None or existing.status != SubscriberStatus.ACTIVE.value:
+            return None
+        return existing.id
+    confirm(session, outcome.subscriber_id, outcome.consent_id, course_slug=course_slug, now=now)
+    return outcome.subscriber_id
+
+
 @dataclass(frozen=True)
 class ConfirmOutcome:
     confirmed: bool

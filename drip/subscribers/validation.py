@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -72,3 +73,19 @@ def clean_timezone(raw: object) -> str:
 
 def clean_signup(email: object, first_name: object, timezone: object) -> SignupInput:
     return SignupInput(clean_email(email), clean_first_name(first_name), clean_timezone(timezone))
+
+
+# Where an integrator says consent was given (e.g. checkout:acme): a short token, no spaces.
+CONSENT_SOURCE_PATTERN = r"^[A-Za-z0-9._:/@+-]{1,150}$"
+
+
+def clean_consent_source(raw: object) -> str:
+    """The source of a consent an API caller vouches for; it must say it was confirmed."""
+    if not isinstance(raw, dict) or set(raw) != {"source", "confirmed"}:
+        raise InvalidInput("consent", "must be an object with exactly source and confirmed")
+    if raw["confirmed"] is not True:
+        raise InvalidInput("consent", "confirmed must be true: the person confirmed with you")
+    source = raw["source"]
+    if not isinstance(source, str) or not re.fullmatch(CONSENT_SOURCE_PATTERN, source):
+        raise InvalidInput("consent", "source must be 1 to 150 letters, digits or ._:/@+-")
+    return source

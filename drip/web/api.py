@@ -7,29 +7,44 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
 
-from drip.services import current_services
-from drip.subscribers.validation import InvalidInput, clean_signup
+from drip.integrations import directory
+from drip.services import current_services, kick_tick
+from drip.subscribers.subscriptions import subscribe_confirmed
+from drip.subscribers.validation import (
+    InvalidInput,
+    SignupInput,
+    clean_consent_source,
+    clean_signup,
+)
+from drip.web.api_auth import current_caller
 from drip.web.api_errors import error
 from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.web.openapi import document
-from drip.web.signup import ConfirmationQueueDown, sign_up
+from drip.web.signup import ConfirmationQueueDown, consent_context, sign_up
 
 blueprint = Blueprint("api", __name__)
 
 ACCEPTED_MESSAGE = "Check your inbox: we sent a link to confirm your address."
 
 
+def _keyed() -> bool:
+    # A caller with a key answers for its own traffic; the per-address limit is for the public.
+    return current_caller() is not None
+
+
 @blueprint.post("/api/v1/subscribers")
-@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE)
+@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE, exempt_when=_keyed)
 def create_subscriber() -> tuple[Response, int]:
     if request.mimetype != "application/json":
         return error(415, None, "send the body as JSON with Content-Type: application/json")
     body: Any = request.get_json(silent=True)
     if not isinstance(body, dict):
         return error(400, None, "the body must be a JSON object")
-    unknown = sorted(set(body) - {"email", "first_name", "timezone"})
+    unknown = sorted(set(body) - {"email", "first_name", "timezone", "consent"})
     if unknown:
         return error(422, unknown[0], "unknown field")
+    if "consent" in body:
+        return _create_confirmed(body)
     try:
         signup = clean_signup(body.get("email"), body.get("first_name"), body.get("timezone"))
     except InvalidInput as exc:
@@ -49,6 +64,41 @@ def create_subscriber() -> tuple[Response, int]:
     # The same answer whether the address is new, pending or already active:
     # the API must not tell who is subscribed.
     return jsonify({"status": "pending_confirmation", "message": ACCEPTED_MESSAGE}), 202
+
+
+def _create_confirmed(body: dict[str, Any]) -> tuple[Response, int]:
+    """A write key vouching for a consent given elsewhere: subscribed, confirmed, enrolled."""
+    caller = current_caller()
+    if caller is None:
+        response, status = error(401, "consent", "only a write key may state a consent")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="drip"'
+        return response, status
+    if not caller.can_write:
+        return error(403, "consent", "this key may only read; create one with --scope write")
+    try:
+        signup: SignupInput = clean_signup(
+            body.get("email"), body.get("first_name"), body.get("timezone")
+        )
+        source = clean_consent_source(body["consent"])
+    except InvalidInput as exc:
+        return error(422, exc.field, exc.message)
+    services = current_services()
+    with services.database.session() as session:
+        subscriber_id = subscribe_confirmed(
+            session,
+            signup,
+            consent_context(services, source),
+            course_slug=services.course.slug,
+            now=services.now(),
+            secret_key=services.settings.secret_key,
+        )
+        if subscriber_id is None:
+            return error(409, "email", "this address is suppressed (bounce, complaint)")
+        row = directory.find_subscriber(session, subscriber_id)
+        assert row is not None
+        view = directory.subscriber_view(session, row, services.course.slug)
+    kick_tick()  # lesson 1 is due now
+    return jsonify(view), 200
 
 
 @blueprint.get("/openapi.json")

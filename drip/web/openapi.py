@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from drip.integrations import feed
+from drip.subscribers.validation import CONSENT_SOURCE_PATTERN
 from drip.web.api_v1 import ENROLLMENT_STATUSES, LISTED_STATUSES
 from drip.web.openapi_schemas import (
     email_schema,
@@ -19,7 +20,12 @@ def _signup() -> dict[str, Any]:
     return {
         "operationId": "createSubscriber",
         "summary": "Sign up for the course (double opt-in: a confirmation email follows)",
-        "security": [],
+        "description": (
+            "Anonymous: a double opt-in, answered 202 whoever the address is. With a write "
+            "key and `consent` (where the person opted in, and that they confirmed there): "
+            "subscribed, confirmed and enrolled at once, answered 200 with the subscriber."
+        ),
+        "security": [{}, {"apiKey": []}],
         "requestBody": {
             "required": True,
             "content": {
@@ -32,12 +38,26 @@ def _signup() -> dict[str, Any]:
                             "email": email_schema(),
                             "first_name": first_name_schema(),
                             "timezone": timezone_schema(),
+                            "consent": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["source", "confirmed"],
+                                "properties": {
+                                    "source": {
+                                        "type": "string",
+                                        "pattern": CONSENT_SOURCE_PATTERN,
+                                    },
+                                    "confirmed": {"const": True},
+                                },
+                                "description": "Needs a write key",
+                            },
                         },
                     }
                 }
             },
         },
         "responses": {
+            "200": _json(_SUBSCRIBER, "With a write key and consent: the subscriber, enrolled"),
             "202": {
                 "description": "Accepted; the same answer for new and existing addresses",
                 "content": {
@@ -56,6 +76,8 @@ def _signup() -> dict[str, Any]:
             "400": error_response("The body is not a JSON object"),
             "413": error_response("The body is too large"),
             "415": error_response("The body is not JSON"),
+            **_WRITE_ERRORS,
+            "409": error_response("With consent: the address is suppressed (bounce, complaint)"),
             "422": error_response("A field is invalid; `field` names it"),
             "429": error_response("Too many requests"),
             "503": error_response("A dependency is down; retry later"),
