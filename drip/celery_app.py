@@ -40,6 +40,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 # A tick nobody ran in time is worthless; the next one does its work.
                 "options": {"expires": max(settings.tick_seconds * 2, 5)},
             },
+            # Signups wake a sender at once; this finds what a lost wake-up,
+            # a provider hiccup or a dead sender's lease left due.
+            "drip-confirmations": {
+                "task": "drip.send_confirmations",
+                "schedule": 10.0,
+                "options": {"expires": 10},
+            },
             "drip-housekeeping": {
                 "task": "drip.subscribers.housekeeping",
                 "schedule": 600.0,

@@ -142,6 +142,7 @@ def subscribe(
         user_agent=consent.user_agent[:400],
         created_at=now,
         lifts_suppression_hash=email_hash(secret_key, signup.email) if reason else None,
+        confirmation_due_at=now,  # the confirmation email's place in the queue
     )
     session.add(record)
     session.flush()
