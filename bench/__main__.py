@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
-from bench import send, signups
+from bench import send, signups, tick
 
-PARTS = {"signups": signups, "send": send}
+PARTS = {"signups": signups, "send": send, "tick": tick}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -175,7 +175,29 @@ def run_path(
     )
 
 
-def report(results: list[Result], args: argparse.Namespace, workers: int) -> str:
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (a Celery worker and its pool)."""
+    total_kb, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total_kb += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+        pending += [int(child) for child in children]
+    return total_kb / 1024
+
+
+def report(
+    results: list[Result],
+    args: argparse.Namespace,
+    workers: int,
+    memory: tuple[float, float] | None = None,
+) -> str:
     batched, single = results
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
@@ -191,6 +213,14 @@ def report(results: list[Result], args: argparse.Namespace, workers: int) -> str
             f"{r.tick_s:.2f} | {r.total_s:.2f} | {r.rate:,.0f} |"
         )
     lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
+    if memory:
+        before, after = memory
+        lines += [
+            "",
+            f"Worker resident memory (all {workers} workers with their pool processes): "
+            f"{before:,.0f} MB before the batched run, {after:,.0f} MB after "
+            f"({after - before:+,.0f} MB over {batched.emails:,} sends)",
+        ]
     return "\n".join(lines)
 
 
@@ -229,11 +259,12 @@ def main(args: argparse.Namespace) -> str:
         from drip.config import load_settings
 
         settings = load_settings(env)
-        results = [
-            run_path("batched", url, settings, sink_url, args.subscribers, 1000),
-            run_path("one per request", url, settings, sink_url, args.single, 1),
-        ]
-        return report(results, args, args.workers)
+        worker_pids = [child.pid for child in children[1:]]
+        before = sum(tree_rss_mb(pid) for pid in worker_pids)
+        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000)
+        after = sum(tree_rss_mb(pid) for pid in worker_pids)
+        single = run_path("one per request", url, settings, sink_url, args.single, 1)
+        return report([batched, single], args, args.workers, (before, after))
     finally:
         for child in children:
             child.terminate()
