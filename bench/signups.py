@@ -13,6 +13,7 @@ as the confirmation latency.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import secrets
@@ -34,6 +35,7 @@ from drip.data.migrate import upgrade
 from drip.data.models import Subscriber
 
 LUA = Path(__file__).with_name("signup.lua")
+NETS = itertools.count()  # one block of client addresses per wrk run
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -96,7 +98,13 @@ def wrk(
     limit: int = 0,
     duration: float | None = None,
 ) -> Wrk:
-    env = dict(os.environ, BENCH_RUN=run, BENCH_DELAY_MS=f"{delay_ms:.2f}", BENCH_LIMIT=str(limit))
+    env = dict(
+        os.environ,
+        BENCH_RUN=run,
+        BENCH_NET=str(next(NETS) % 32),
+        BENCH_DELAY_MS=f"{delay_ms:.2f}",
+        BENCH_LIMIT=str(limit),
+    )
     command = ["wrk", f"-t{args.threads}", f"-c{args.connections}",
                f"-d{duration or args.duration}s", "--latency", "-s", str(LUA),
                f"http://127.0.0.1:{port}"]  # fmt: skip
