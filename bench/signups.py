@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Row:
     half: Wrk | None
     confirmations: Confirmations | None
     bare_rate: float
+    answers: str = ""
 
 
 def _ms(value: str) -> float:
@@ -118,8 +120,17 @@ def half_rate(port: int, args: argparse.Namespace, run: str, peak: float) -> Wrk
     return wrk(port, args, run, delay_ms=delay_ms)
 
 
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(
+    command: list[str], env: dict[str, str], log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = log.open("ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.DEVNULL)
+
+
+def statuses(log: Path) -> str:
+    """The web access log's answers by status, e.g. "202: 1,830, 500: 12"."""
+    counts = Counter(re.findall(r'HTTP/1\.[01]" (\d{3}) ', log.read_text(errors="replace")))
+    return ", ".join(f"{code}: {n:,}" for code, n in sorted(counts.items()))
 
 
 def stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -186,7 +197,11 @@ def drip(
     env = dict(env, DRIP_DATABASE_URL=url)
     port = free_port()
     commands = child_commands(load_settings(env), "127.0.0.1", port)
-    children = [start(command, env) for command in commands.values()]
+    access_log = Path(env["DRIP_VAR_DIR"]) / f"access-{label}.log"
+    children = [
+        start(command, env, access_log if name == "web" else None)
+        for name, command in commands.items()
+    ]
     try:
         wait_for_port(port)
         time.sleep(2)  # the worker and the scheduler connect to the broker
@@ -199,7 +214,7 @@ def drip(
             per_thread = max(1, args.burst // args.threads)
             wrk(port, args, f"burst{label}", limit=per_thread, duration=60)
             sent = confirmations(database, f"burst{label}", timeout=args.wait)
-        return Row(label, peak, half, sent, bare_rate)
+        return Row(label, peak, half, sent, bare_rate, statuses(access_log))
     finally:
         stop(children)
         database.dispose()
@@ -229,6 +244,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             f"{r.peak.p50_ms:.1f} | {r.peak.p99_ms:.1f} | "
             f"{r.peak.errors} / {r.peak.socket_errors} | {half} | {burst} |"
         )
+    lines += ["", "Answers by status (all runs):"]
+    lines += [f"- {r.label}: {r.answers}" for r in rows]
     return "\n".join(lines)
 
 
