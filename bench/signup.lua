@@ -1,8 +1,9 @@
 -- Unique addresses per request: run id (from the environment) + thread + counter.
 local run = os.getenv("BENCH_RUN") or "run"
--- Each wrk run of a bench gets its own client addresses (BENCH_NET, 0..31), so a
--- later run is not refused for an earlier one's signups.
-local net = tonumber(os.getenv("BENCH_NET") or "0")
+-- Each wrk run of each bench gets its own client addresses (BENCH_NET: a random
+-- block per bench process, then one per run), so a run is never refused for the
+-- signups of an earlier one within the limits' hour.
+local net = os.getenv("BENCH_NET") or "0"
 local threads = {}
 local counter = 0
 thread_id = 0  -- set per thread by setup() (a global: thread:set writes globals)
@@ -19,8 +20,7 @@ function request()
     '{"email": "p%s-%d-%d@bench.example", "first_name": "Pat"}', run, thread_id, counter)
   -- Each request from its own client address (drip trusts one proxy in the bench),
   -- so the real per-IP limits stay in force without refusing the load.
-  local ip = string.format("10.%d.%d.%d", (net * 8 + thread_id) % 256,
-    math.floor(counter / 256) % 256, counter % 256)
+  local ip = string.format("2001:db8:%s:%x::%x", net, thread_id, counter)
   return wrk.format("POST", "/api/v1/subscribers",
     {["Content-Type"] = "application/json", ["User-Agent"] = "wrk-bench",
      ["X-Forwarded-For"] = ip}, body)

@@ -36,6 +36,7 @@ from drip.data.migrate import upgrade
 from drip.data.models import Subscriber
 
 LUA = Path(__file__).with_name("signup.lua")
+SALT = secrets.token_hex(2)  # this bench's block of client addresses
 NETS = itertools.count()  # one block of client addresses per wrk run
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -103,7 +104,7 @@ def wrk(
     env = dict(
         os.environ,
         BENCH_RUN=run,
-        BENCH_NET=str(next(NETS) % 32),
+        BENCH_NET=f"{SALT}:{next(NETS):x}",
         BENCH_DELAY_MS=f"{delay_ms:.2f}",
         BENCH_LIMIT=str(limit),
     )
