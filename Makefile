@@ -30,8 +30,12 @@ lint: $(STAMP)
 	$(BIN)/mypy drip
 	$(BIN)/lint-imports
 
+# Small defaults that finish in a few minutes; `python -m bench --help` for the full sizes.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y wrk; \
+		else echo "make bench needs wrk: run 'sudo apt-get install wrk' (or as root: make bench)"; exit 1; fi; }
+	$(BIN)/python -m bench all
 
 clean:
 	rm -rf $(VENV) var test-artifacts

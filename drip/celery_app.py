@@ -52,8 +52,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": min(settings.tick_seconds, WEBHOOK_SWEEP_SECONDS),
                 "options": {"expires": max(min(settings.tick_seconds, WEBHOOK_SWEEP_SECONDS), 5)},
             },
+            # Signups wake a sender at once; this finds what a lost wake-up,
+            # a provider hiccup or a dead sender's lease left due.
+            "drip-confirmations": {
+                "task": "drip.send_confirmations",
+                "schedule": 10.0,
+                "options": {"expires": 10},
+            },
             "drip-housekeeping": {
-                "task": "drip.subscribers.housekeeping",
+                "task": "drip.housekeeping",
                 "schedule": 600.0,
                 "options": {"expires": 600},
             },

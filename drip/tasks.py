@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from drip.integrations import webhooks
 from drip.sending import delivery, dispatch
 from drip.services import current_services, enqueue
-from drip.subscribers import confirmations, housekeeping
+from drip.subscribers import confirmation_nudge, confirmations, housekeeping
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,15 @@ def send_confirmation(subscriber_id: int, consent_id: int) -> bool:
     return confirmations.send_confirmation(services, subscriber_id, consent_id)
 
 
-@shared_task(name="drip.subscribers.housekeeping")
+@shared_task(name="drip.send_confirmations")
+def send_confirmations() -> int:
+    """Every confirmation email due now, in batches. Harmless if two run at once."""
+    services = current_services()
+    confirmation_nudge.forget(services.settings)  # before looking: see confirmation_nudge
+    return confirmations.send_due(services)
+
+
+@shared_task(name="drip.housekeeping")
 def run_housekeeping() -> dict[str, int]:
     services = current_services()
     return housekeeping.run(services)

@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 # One salt per purpose, so a token made for one link never works for another.
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
-PREFERENCES = "drip.subscribers.preferences"
+PREFERENCES = "drip.preferences"
 CLICK = "drip.click"
 PURPOSES = (CONFIRM, UNSUBSCRIBE, PREFERENCES, CLICK)
 MAX_TOKEN_LENGTH = 200

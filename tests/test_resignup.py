@@ -175,7 +175,7 @@ def test_unconfirmed_signups_expire_with_their_consent_through_the_worker(stack:
     stack.clock.advance(seconds=120)
 
     with stack.app.app_context():
-        enqueue("drip.subscribers.housekeeping")
+        enqueue("drip.housekeeping")
 
     def remaining() -> list[str | None]:
         with stack.session() as session:

@@ -63,3 +63,18 @@ def test_links_are_absolute_and_read_back_to_their_ids() -> None:
     assert signer.read(tokens.PREFERENCES, links.preferences(5).rsplit("/", 1)[1]) == [5]
     assert signer.read(tokens.CLICK, links.click(99).rsplit("/", 1)[1]) == [99]
     assert signer.read(tokens.CONFIRM, links.confirm(5, 6).rsplit("/", 1)[1]) == [5, 6]
+
+
+# Links already in people's mailboxes must keep working: the tokens a given key makes never
+# change (these were made by the first release and must still be made and accepted).
+RELEASED = {
+    tokens.UNSUBSCRIBE: "16~F7DOz6C-M6NaAdwM2Ez90tWiD3U",
+    tokens.PREFERENCES: "16~QryN_xvEhUR_wE8386hXddm1mnM",
+    tokens.CLICK: "16~N4fEuaNX8pX-Kf8ruuAkU06ZoLo",
+}
+
+
+@pytest.mark.parametrize(("purpose", "released"), RELEASED.items())
+def test_links_sent_by_an_earlier_release_still_work(purpose: str, released: str) -> None:
+    assert Tokens(SECRET).make(purpose, 42) == released
+    assert Tokens(SECRET).read(purpose, released) == [42]

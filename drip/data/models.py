@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import text as sql_text  # the consents table has a column named "text"
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -145,6 +146,19 @@ class Consent(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when this signup came after an erasure: confirming lifts that "erased" suppression.
     lifts_suppression_hash: Mapped[str | None] = mapped_column(String(64))
+    # The confirmation email's queue: when it is due (or, while a sender holds it,
+    # when that sender's lease runs out). None once sent or no longer wanted.
+    confirmation_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # Partial, so the senders' "what is due" costs nothing when nothing waits.
+        Index(
+            "ix_consents_confirmation_due",
+            "confirmation_due_at",
+            postgresql_where=sql_text("confirmation_due_at IS NOT NULL"),
+            sqlite_where=sql_text("confirmation_due_at IS NOT NULL"),
+        ),
+    )
 
 
 class Enrollment(Base):

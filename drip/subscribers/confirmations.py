@@ -1,16 +1,31 @@
-"""The double opt-in email: sent once per signup, carrying no promotion."""
+"""The double opt-in email: sent once per signup, carrying no promotion.
+
+A signup only records its consent with a due time (``confirmation_due_at``);
+the consents table is the queue. ``send_due`` claims what is due with a
+conditional update (a lease, so two senders never take the same row and a
+sender that dies gives it back) and sends up to a batch of confirmations in
+one request: one template, each recipient's own links as substitutions.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from drip.course import render
 from drip.data.models import RESTARTABLE, Consent, Subscriber
 from drip.mail.base import Batch, MailError, Recipient, SendingDisabled
 from drip.sending import circuit
 from drip.services import Services
+
+# A sender that dies mid-batch gives its claim back after this long.
+LEASE = timedelta(minutes=2)
+# A batch the provider could not take now (throttled, down) is due again after this.
+RETRY_AFTER = timedelta(seconds=30)
 
 
 class ConfirmationNotSent(Exception):
@@ -67,7 +82,136 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is not None:
             subscriber.confirmation_sent_at = services.now()
+        _settle(session, [consent_id], due_at=None)
     return True
+
+
+@dataclass(frozen=True)
+class Waiting:
+    consent_id: int
+    subscriber_id: int
+    email: str
+    first_name: str
+
+
+def send_due(services: Services) -> int:
+    """Send every confirmation due now, a batch at a time. Returns how many went out."""
+    sent = 0
+    while claimed := claim_due(services, limit=services.settings.batch_size):
+        sent += send_claimed(services, claimed)
+    return sent
+
+
+def claim_due(services: Services, *, limit: int) -> list[Waiting]:
+    """Take up to `limit` due confirmations under a lease; drop those no longer wanted."""
+    now = services.now()
+    due = (
+        select(Consent.id)
+        .where(Consent.confirmation_due_at <= now)
+        .order_by(Consent.confirmation_due_at)
+        .limit(limit)
+    )
+    with services.database.session() as session:
+        # The repeated condition is the claim: of two senders racing for a row,
+        # the second finds it leased and skips it.
+        ids = session.scalars(
+            update(Consent)
+            .where(Consent.id.in_(due.scalar_subquery()), Consent.confirmation_due_at <= now)
+            .values(confirmation_due_at=now + LEASE)
+            .returning(Consent.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not ids:
+            return []
+        rows = session.execute(
+            select(Consent.id, Subscriber.id, Subscriber.email, Subscriber.first_name)
+            .join(Subscriber, Subscriber.id == Consent.subscriber_id)
+            .where(
+                Consent.id.in_(ids),
+                Consent.confirmed_at.is_(None),
+                Consent.withdrawn_at.is_(None),
+                Subscriber.status.in_(RESTARTABLE),
+                Subscriber.email.is_not(None),
+            )
+        ).all()
+        waiting = [Waiting(row[0], row[1], row[2] or "", row[3]) for row in rows]
+        unwanted = set(ids) - {w.consent_id for w in waiting}
+        if unwanted:
+            _settle(session, unwanted, due_at=None)
+    return waiting
+
+
+def send_claimed(services: Services, waiting: Sequence[Waiting]) -> int:
+    course = services.course
+    rendered = render.render_confirmation(course, services.settings.base_url)
+    batch = Batch(
+        from_email=course.sender_email,
+        from_name=course.sender_name,
+        reply_to=course.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        recipients=tuple(_recipient(services, w) for w in waiting),
+        category="confirmation",
+    )
+    ids = [w.consent_id for w in waiting]
+    try:
+        results = services.mailer.send(batch)
+    except SendingDisabled as exc:
+        # Refused credentials are the operator's to fix: open the circuit so it
+        # shows; the hourly sweep sends these once sending works again.
+        circuit.open_circuit(services.database, str(exc), now=services.now())
+        _release(services, ids, due_at=None)
+        return 0
+    except MailError as exc:
+        if exc.retryable:
+            _release(services, ids, due_at=services.now() + RETRY_AFTER)
+            return 0
+        if len(waiting) > 1:  # one bad address must not sink the others
+            return sum(send_claimed(services, [w]) for w in waiting)
+        _release(services, ids, due_at=None)
+        return 0
+    accepted = {r.key for r in results if r.accepted}
+    sent = [w for w in waiting if f"c{w.consent_id}" in accepted]
+    now = services.now()
+    with services.database.session() as session:
+        _settle(session, ids, due_at=None)
+        if sent:
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id.in_({w.subscriber_id for w in sent}))
+                .values(confirmation_sent_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    return len(sent)
+
+
+def _recipient(services: Services, waiting: Waiting) -> Recipient:
+    values = render.personal_values(
+        first_name=waiting.first_name,
+        unsubscribe_url=services.links.unsubscribe(waiting.subscriber_id),
+        confirm_url=services.links.confirm(waiting.subscriber_id, waiting.consent_id),
+    )
+    return Recipient(
+        key=f"c{waiting.consent_id}",
+        email=waiting.email,
+        name=waiting.first_name,
+        substitutions=values,
+    )
+
+
+def _release(services: Services, ids: Sequence[int], *, due_at: datetime | None) -> None:
+    with services.database.session() as session:
+        _settle(session, ids, due_at=due_at)
+
+
+def _settle(session: Session, ids: Collection[int], *, due_at: datetime | None) -> None:
+    session.execute(
+        update(Consent)
+        .where(Consent.id.in_(ids))
+        .values(confirmation_due_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def unsent(services: Services, *, older_than: timedelta) -> list[tuple[int, int]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
-from drip.data.models import Subscriber, SubscriberStatus
+from drip.data.models import Consent, Subscriber, SubscriberStatus
 from drip.services import Services, enqueue
 from drip.subscribers import confirmations
 
@@ -29,9 +29,19 @@ UNSENT_GRACE = timedelta(minutes=10)
 
 
 def resend_unsent_confirmations(services: Services) -> int:
+    """Put confirmations that never went out back in the queue, and wake a sender."""
     waiting = confirmations.unsent(services, older_than=UNSENT_GRACE)
-    for subscriber_id, consent_id in waiting:
-        enqueue("drip.send_confirmation", subscriber_id, consent_id)
+    if not waiting:
+        return 0
+    with services.database.session() as session:
+        session.execute(
+            update(Consent)
+            # A row still due (or leased) is in the queue already: leave it alone.
+            .where(Consent.id.in_([c for _, c in waiting]), Consent.confirmation_due_at.is_(None))
+            .values(confirmation_due_at=services.now())
+            .execution_options(synchronize_session=False)
+        )
+    enqueue("drip.send_confirmations")
     return len(waiting)
 
 

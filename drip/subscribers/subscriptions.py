@@ -113,10 +113,18 @@ def subscribe(
        address counts as new; its consent notes the suppression that
        confirming will lift.
     """
-    reason = suppression_reason(session, secret_key, signup.email)
+    # One round trip for both questions: a new address (the common case) needs no other.
+    reason, subscriber_id = session.execute(
+        select(
+            select(Suppression.reason)
+            .where(Suppression.email_hash == email_hash(secret_key, signup.email))
+            .scalar_subquery(),
+            select(Subscriber.id).where(Subscriber.email == signup.email).scalar_subquery(),
+        )
+    ).one()
     if reason is not None and reason != ERASED:
         return SignupOutcome()
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == signup.email))
+    subscriber = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
     if subscriber is None:
         subscriber = Subscriber(
             email=signup.email,
@@ -142,6 +150,7 @@ def subscribe(
         user_agent=consent.user_agent[:400],
         created_at=now,
         lifts_suppression_hash=email_hash(secret_key, signup.email) if reason else None,
+        confirmation_due_at=now,  # the confirmation email's place in the queue
     )
     session.add(record)
     session.flush()

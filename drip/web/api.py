@@ -20,7 +20,7 @@ from drip.web.api_auth import current_caller
 from drip.web.api_errors import error
 from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
 from drip.web.openapi import document
-from drip.web.signup import ConfirmationQueueDown, consent_context, sign_up
+from drip.web.signup import consent_context, sign_up
 
 blueprint = Blueprint("api", __name__)
 
@@ -57,10 +57,6 @@ def create_subscriber() -> tuple[Response, int]:
         )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
-    except ConfirmationQueueDown:
-        return error(
-            503, None, "signup saved, but the confirmation email could not be queued; retry"
-        )
     # The same answer whether the address is new, pending or already active:
     # the API must not tell who is subscribed.
     return jsonify({"status": "pending_confirmation", "message": ACCEPTED_MESSAGE}), 202

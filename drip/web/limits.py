@@ -11,7 +11,7 @@ import logging
 import time
 from functools import lru_cache
 
-from flask import Flask
+from flask import Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItemPerDay
@@ -28,7 +28,9 @@ SIGNUP_LIMIT_MESSAGE = "too many signups from your network; please wait a little
 
 limiter = Limiter(
     key_func=get_remote_address,
-    headers_enabled=True,
+    # No X-RateLimit-* headers on every answer: each costs a Redis round trip per
+    # request. A refusal still says when to come back (retry_after_header below).
+    headers_enabled=False,
     # A Redis hiccup must not take signups down with it: limits fail open.
     swallow_errors=True,
     strategy="moving-window",
@@ -41,6 +43,19 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = redis_url(settings)
     app.config["RATELIMIT_ENABLED"] = settings.rate_limits_enabled
     limiter.init_app(app)
+    app.after_request(retry_after_header)
+
+
+def retry_after_header(response: Response) -> Response:
+    """Retry-After on a refusal of the per-IP limit (RFC 9110 section 10.2.3), in seconds."""
+    breached = limiter.current_limit if response.status_code == 429 else None
+    if breached is not None and breached.breached and "Retry-After" not in response.headers:
+        try:
+            reset_at = breached.reset_at
+        except Exception:  # the storage raises its driver's errors; the refusal still stands
+            reset_at = int(time.time()) + 60
+        response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
+    return response
 
 
 def signup_limit() -> str:

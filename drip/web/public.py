@@ -13,7 +13,7 @@ from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.tokens import InvalidToken
 from drip.web.extensions import csrf
 from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.web.signup import ConfirmationQueueDown, sign_up
+from drip.web.signup import sign_up
 
 blueprint = Blueprint("public", __name__)
 
@@ -47,8 +47,6 @@ def subscribe() -> Response | tuple[str, int]:
         return _landing_page(errors={exc.field: exc.message}, values=values), 400
     try:
         sign_up(services, signup, source="form:/")
-    except ConfirmationQueueDown:
-        return render_template("unavailable.html"), 503
     except AddressLimited as exc:
         return address_limited_page(exc)
     return redirect(url_for(".thanks"), code=303)

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import request
-from kombu.exceptions import OperationalError
 
 from drip.services import Services, enqueue
+from drip.subscribers import confirmation_nudge
 from drip.subscribers.subscriptions import ConsentContext, SignupOutcome, subscribe
 from drip.subscribers.validation import SignupInput
 from drip.web.limits import take_confirmation_slot
-
-log = logging.getLogger(__name__)
-
-
-class ConfirmationQueueDown(Exception):
-    """The signup is stored but the confirmation email could not be queued."""
 
 
 def consent_context(services: Services, source: str) -> ConsentContext:
@@ -31,7 +23,11 @@ def consent_context(services: Services, source: str) -> ConsentContext:
 
 
 def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutcome:
-    """Store the signup, then (after commit) queue the confirmation email."""
+    """Store the signup with its confirmation due; after commit, wake a sender.
+
+    The email itself leaves from a worker: the stored consent is its queue, so
+    nothing is lost if the broker is down now (the periodic sender finds it).
+    """
     with services.database.session() as session:
         outcome = subscribe(
             session,
@@ -43,10 +39,6 @@ def sign_up(services: Services, signup: SignupInput, source: str) -> SignupOutco
         if outcome.send_confirmation:
             # Raises AddressLimited past the daily cap, rolling the signup back.
             take_confirmation_slot(services.settings, signup.email)
-    if outcome.subscriber_id is not None and outcome.consent_id is not None:
-        try:
-            enqueue("drip.send_confirmation", outcome.subscriber_id, outcome.consent_id)
-        except OperationalError as exc:
-            log.error("confirmation not queued for subscriber %s: %s", outcome.subscriber_id, exc)
-            raise ConfirmationQueueDown() from exc
+    if outcome.send_confirmation:
+        confirmation_nudge.nudge(services.settings, lambda: enqueue("drip.send_confirmations"))
     return outcome

@@ -1,0 +1,277 @@
+"""Emails per second through the full path: tick (claim) -> send task (render) -> sink -> recorded.
+
+    python -m bench send                       # the short run `make bench` does
+    python -m bench send --subscribers 1000000 # the headline run
+
+Everything is real and on this machine: a scratch PostgreSQL database, Redis,
+Celery worker processes, the official sendgrid client and `drip
+sendgrid-sink` in its own process. In the same run, the same path with one
+email per request and per task gives the baseline the batched path is
+compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from drip.cli.embedded_redis import free_port
+from drip.config import Settings
+from drip.data.db import Database
+from drip.data.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "SG.bench-key.local-only"
+
+
+@dataclass
+class Result:
+    label: str
+    emails: int
+    batch_size: int
+    tick_s: float
+    total_s: float
+    requests: int
+
+    @property
+    def rate(self) -> float:
+        return self.emails / self.total_s
+
+
+def create_database(admin_url: str) -> str:
+    name = f"drip_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rpartition("/")[0] + f"/{name}"
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = url.rpartition("/")[2]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(url: str, count: int) -> None:
+    """Confirmed subscribers whose lesson 1 is due now, inserted set-based."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("TRUNCATE subscribers RESTART IDENTITY CASCADE")
+        db.execute(
+            """INSERT INTO subscribers
+                   (email, first_name, timezone, status, created_at, confirmed_at)
+               SELECT 'reader' || n || '@bench.example', 'Reader', 'UTC', 'active', now(), now()
+               FROM generate_series(1, %s) AS n""",
+            (count,),
+        )
+        db.execute(
+            """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
+                                        next_due_at, started_at)
+               SELECT id, %s, 'active', 1, now() - interval '1 minute', now() FROM subscribers""",
+            (course_slug(),),
+        )
+        db.execute("ANALYZE")
+
+
+def course_slug() -> str:
+    from drip.course.loader import load_course
+
+    return load_course(ROOT / "course").slug
+
+
+def sent_count(url: str) -> int:
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+        return int(row[0]) if row else 0
+
+
+def sink_requests(sink_url: str) -> int:
+    with urllib.request.urlopen(f"{sink_url}/__sink/stats", timeout=5) as answer:
+        return int(json.load(answer)["requests"])
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def environment(
+    url: str, redis_url: str, sink_url: str, queue: str, var_dir: Path
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DRIP_DATABASE_URL=url,
+        DRIP_REDIS_URL=redis_url,
+        DRIP_EMAIL_BACKEND="sendgrid",
+        SENDGRID_API_KEY=API_KEY,
+        DRIP_SENDGRID_HOST=sink_url,
+        DRIP_COURSE_DIR=str(ROOT / "course"),
+        DRIP_BASE_URL="https://drip.example",
+        DRIP_SECRET_KEY="bench-secret-key-0123456789",
+        DRIP_VAR_DIR=str(var_dir),
+        DRIP_TASK_QUEUE=queue,
+    )
+    return env
+
+
+def run_path(
+    label: str, url: str, settings: Settings, sink_url: str, count: int, batch_size: int
+) -> Result:
+    from drip.app import create_app
+    from drip.sending import dispatch
+
+    seed(url, count)
+    app = create_app(settings.with_overrides(batch_size=batch_size))
+    services = app.extensions["drip"]
+    celery = app.extensions["celery"]
+    requests_before = sink_requests(sink_url)
+    started = time.perf_counter()
+    with celery.producer_or_acquire() as producer:
+        # The real tick: it hands each committed chunk to the workers at once,
+        # so sending overlaps materializing.
+        tick = dispatch.run_tick(
+            services.database,
+            services.course,
+            now=services.now(),
+            day_seconds=settings.day_seconds,
+            lease_seconds=settings.lease_seconds,
+            batch_size=batch_size,
+            enqueue=lambda ids: celery.send_task("drip.send_batch", args=[ids], producer=producer),
+        )
+    tick_s = time.perf_counter() - started
+    materialized = tick.materialized
+    assert materialized == count, (materialized, count)
+    progress_at = time.monotonic()
+    while (done := sent_count(url)) < count:
+        if time.monotonic() - progress_at > 10:
+            print(f"  {label}: {done:,}/{count:,} sent", file=sys.stderr)
+            progress_at = time.monotonic()
+        time.sleep(1)
+    total_s = time.perf_counter() - started
+    services.database.dispose()
+    return Result(
+        label,
+        count,
+        batch_size,
+        tick_s,
+        total_s,
+        sink_requests(sink_url) - requests_before,
+    )
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (a Celery worker and its pool)."""
+    total_kb, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total_kb += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+        pending += [int(child) for child in children]
+    return total_kb / 1024
+
+
+def report(
+    results: list[Result],
+    args: argparse.Namespace,
+    workers: int,
+    memory: tuple[float, float] | None = None,
+) -> str:
+    batched, single = results
+    lines = [
+        f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
+        f" --workers {args.workers}` ({workers} worker processes, "
+        f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
+        "",
+        "| path | emails | per request | requests | tick s | total s | emails/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.label} | {r.emails:,} | {r.batch_size} | {r.requests:,} | "
+            f"{r.tick_s:.2f} | {r.total_s:.2f} | {r.rate:,.0f} |"
+        )
+    lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
+    if memory:
+        before, after = memory
+        lines += [
+            "",
+            f"Worker resident memory (all {workers} workers with their pool processes): "
+            f"{before:,.0f} MB before the batched run, {after:,.0f} MB after "
+            f"({after - before:+,.0f} MB over {batched.emails:,} sends)",
+        ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--single", type=int, default=2_000, help="emails sent one per request")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="prefork children per worker")
+
+
+def main(args: argparse.Namespace) -> str:
+
+    var_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"drip-bench-{secrets.token_hex(3)}"
+    var_dir.mkdir(parents=True)
+    url = create_database(args.postgres)
+    queue = f"drip-bench-{secrets.token_hex(3)}"
+    port = free_port()
+    sink_url = f"http://127.0.0.1:{port}"
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        database = Database(url)
+        upgrade(database)
+        database.dispose()
+        env = environment(url, args.redis, sink_url, queue, var_dir)
+        drip = shutil.which("drip") or str(Path(sys.executable).parent / "drip")
+        sink_command = [drip, "sendgrid-sink", "--port", str(port), "--api-key", API_KEY]
+        children.append(subprocess.Popen(sink_command, env=env, stdout=subprocess.DEVNULL))
+        for n in range(args.workers):
+            command = [sys.executable, "-m", "celery", "-A", "drip.worker:celery", "worker",
+                       "--concurrency", str(args.concurrency), "--loglevel", "WARNING",
+                       "--without-gossip", "--without-mingle",
+                       "--hostname", f"bench{n}@%h"]  # fmt: skip
+            children.append(subprocess.Popen(command, env=env))
+        wait_for_port(port)
+        time.sleep(3)  # let the workers connect to the broker
+        from drip.config import load_settings
+
+        settings = load_settings(env)
+        worker_pids = [child.pid for child in children[1:]]
+        before = sum(tree_rss_mb(pid) for pid in worker_pids)
+        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000)
+        after = sum(tree_rss_mb(pid) for pid in worker_pids)
+        single = run_path("one per request", url, settings, sink_url, args.single, 1)
+        return report([batched, single], args, args.workers, (before, after))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        drop_database(args.postgres, url)
+        shutil.rmtree(var_dir, ignore_errors=True)
