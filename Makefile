@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench faults clean
 
 $(STAMP): pyproject.toml devtools/pyproject.toml
 	$(PYTHON) scripts/check_python.py
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Real processes, real faults (a few minutes per experiment); see docs/guarantees.md.
+faults: $(STAMP)
+	$(BIN)/python -m faults
 
 clean:
 	rm -rf $(VENV) var test-artifacts
