@@ -37,6 +37,8 @@ def table(outcomes: list[Outcome]) -> list[str]:
         if not o.faults:
             recovery = "-"
         verdict = "; ".join(o.misses()) or "met"
+        if o.restarts:
+            verdict += f" ({len(o.restarts)} restarts: {', '.join(sorted(set(o.restarts)))})"
         lines.append(
             f"| {o.name} | {c.expected:,} | {c.delivered:,} | {c.lost:,} | {c.duplicates:,} "
             f"| {c.unflagged_duplicates:,} | {c.flagged:,} | {recovery} | {verdict} |"
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(scenarios.run(name, config, log=_log))
             _log("\n".join(table(outcomes[-1:])))
         stops = ctrl_c.ctrl_c_rounds(work_dir / "ctrl-c", args.ctrl_c) if args.ctrl_c else []
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    except BaseException:
+        _log(f"faults: failed; the logs stay in {work_dir}")
+        raise
+    shutil.rmtree(work_dir, ignore_errors=True)
     print(
         f"Command: `python -m faults --subscribers {args.subscribers} --day-seconds "
         f"{args.day_seconds} --lease-seconds {args.lease_seconds}` ({os.cpu_count()} cores)"

@@ -41,6 +41,7 @@ class Outcome:
     batch_size: int
     recoveries: list[float | None] = field(default_factory=list)
     zero_duplicates: bool = False  # this fault must cause no duplicate at all
+    restarts: list[str] = field(default_factory=list)  # processes that exited by themselves
 
     @property
     def recovery(self) -> float | None:
@@ -63,7 +64,7 @@ class Outcome:
         if c.flagged > c.duplicates + self.faults * ONE_BATCH_PER_FAULT * self.batch_size:
             found.append(f"{c.flagged} flagged > duplicates + one batch per fault")
         if self.recovery is None or self.recovery > RECOVERY_TARGET:
-            found.append(f"recovery {self.recovery} s > {RECOVERY_TARGET:.0f} s")
+            found.append(f"recovery {self.recovery or 0:.1f} s > {RECOVERY_TARGET:.0f} s")
         return found
 
 
@@ -293,6 +294,7 @@ def run(name: str, config: Config, log: Callable[[str], None] = print) -> Outcom
             stack.batch_size(),
             recoveries.wait(),
             zero_duplicates=name == "postgres",
+            restarts=stack.restarts,
         )
     finally:
         stack.close()

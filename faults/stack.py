@@ -79,6 +79,7 @@ class Stack:
         self.redis_port = free_port()
         self.sink_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: list[str] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIP_", "SENDGRID_"))}
         self.env.update(
             DRIP_DATABASE_URL=self.url,
@@ -216,9 +217,19 @@ class Stack:
             return None
 
     def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
+        """Restart an exited worker or beat, as docker-compose's `restart: unless-stopped`
+        does, and count it; anything else exiting ends the experiment."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            if not name.startswith(("worker", "beat")):
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {name}.log")
+            self.restarts.append(f"{name} exited with {process.returncode}")
+            self.processes.pop(name)
+            if name.startswith("worker"):
+                self.start_worker(name)
+            else:
+                self.start_beat(name)
 
     def finished(self) -> bool:
         self.check_alive()
