@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench faults clean
 
 $(STAMP): pyproject.toml devtools/pyproject.toml
 	$(PYTHON) scripts/check_python.py
@@ -36,6 +36,10 @@ bench: $(STAMP)
 		if [ "$$(id -u)" = 0 ]; then apt-get install -y wrk; \
 		else echo "make bench needs wrk: run 'sudo apt-get install wrk' (or as root: make bench)"; exit 1; fi; }
 	$(BIN)/python -m bench all
+
+# Real processes, real faults (a few minutes per experiment); see docs/guarantees.md.
+faults: $(STAMP)
+	$(BIN)/python -m faults
 
 clean:
 	rm -rf $(VENV) var test-artifacts

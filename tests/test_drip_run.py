@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from drip.cli.embedded_redis import free_port
+from faults.ctrl_c import ctrl_c_rounds, port_is_free, processes_of
+from faults.ctrl_c import start as start_drip_run
 from tests.conftest import ROOT, wait_until
 
 THREE_DAY = ROOT / "tests" / "course_fixtures" / "three-day"
@@ -93,3 +96,37 @@ def test_drip_run_serves_a_whole_course_and_stops_everything_on_ctrl_c(tmp_path:
         ["pgrep", "-f", str(tmp_path / "var")], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == "", "no child process outlives drip run"
+
+
+def test_three_terminal_ctrl_c_stops_in_a_row_leave_no_process_and_a_free_port(
+    tmp_path: Path,
+) -> None:
+    stops = ctrl_c_rounds(tmp_path, rounds=3)  # the second also gets a Ctrl-C while stopping
+    for stop in stops:
+        assert stop.exit_code is not None, "drip run exits within a minute of Ctrl-C"
+        assert stop.leftovers == [], "no process of the run outlives it"
+        assert stop.port_free, "the web port is free again"
+
+
+def test_one_child_dying_stops_drip_run_and_all_the_others(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    port = free_port()
+    process = start_drip_run(var_dir, port, tmp_path / "drip-run.log")
+    try:
+        wait_until(lambda: ready(f"http://127.0.0.1:{port}"), timeout=90, interval=0.3)
+        # The scheduler is the child whose command line names the var dir (its schedule file).
+        beat = subprocess.run(
+            ["pgrep", "-f", f"beat.*{var_dir}"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(beat) == 1
+        os.kill(int(beat[0]), signal.SIGKILL)
+        assert process.wait(timeout=60) != 0
+        wait_until(lambda: processes_of(var_dir) == [], timeout=5)
+        assert port_is_free(port)
+        assert "scheduler exited" in (tmp_path / "drip-run.log").read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in processes_of(var_dir):
+            os.kill(pid, signal.SIGKILL)

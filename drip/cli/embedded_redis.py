@@ -65,7 +65,8 @@ class EmbeddedRedis:
             "--dir", str(self.directory),
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command)
+        # Its own session: the terminal's Ctrl-C must not stop it before the worker stops.
+        self.process = subprocess.Popen(command, start_new_session=True)
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         try:

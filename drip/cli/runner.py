@@ -6,6 +6,7 @@ the service never runs half-alive without saying so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,23 +44,26 @@ def child_commands(settings: Settings, host: str, port: int) -> dict[str, list[s
 
 def run_service(settings: Settings, host: str, port: int) -> int:
     env = dict(os.environ)
-    redis_server = None
-    if not settings.redis_url:
-        redis_server = EmbeddedRedis(settings.var_dir / "redis")
-        env["DRIP_REDIS_URL"] = redis_server.start()
-        click.echo(f"drip: started an embedded Redis at {env['DRIP_REDIS_URL']}")
     children: list[Child] = []
+    redis_server: EmbeddedRedis | None = None
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
+        # Only a flag: a second Ctrl-C during the shutdown changes nothing.
         nonlocal stopping
         stopping = True
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        if not settings.redis_url:
+            redis_server = EmbeddedRedis(settings.var_dir / "redis")
+            env["DRIP_REDIS_URL"] = redis_server.start()
+            click.echo(f"drip: started an embedded Redis at {env['DRIP_REDIS_URL']}")
         for name, command in child_commands(settings, host, port).items():
-            children.append(Child(name, subprocess.Popen(command, env=env)))
+            if stopping:
+                break
+            children.append(Child(name, _start_child(command, env)))
         click.echo(
             f"drip: web on http://{host}:{port}, worker and scheduler started; Ctrl-C stops all"
         )
@@ -67,8 +71,19 @@ def run_service(settings: Settings, host: str, port: int) -> int:
     finally:
         _stop_all(children)
         if redis_server:
-            redis_server.stop()
+            redis_server.stop()  # last: the worker may still talk to it while it stops
         click.echo("drip: stopped")
+
+
+def _start_child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own session and process group, so the terminal's Ctrl-C reaches only us.
+
+    gunicorn's gthread worker shuts its thread pool down inside a signal
+    handler; a second signal re-entering it deadlocks (CPython issue 121649)
+    and the worker hangs on to the port. With its own group, each child gets
+    exactly one SIGTERM, from us (and gunicorn's workers one from their master).
+    """
+    return subprocess.Popen(command, env=env, start_new_session=True)
 
 
 def _watch(children: list[Child], stopping: Callable[[], bool]) -> int:
@@ -84,15 +99,26 @@ def _watch(children: list[Child], stopping: Callable[[], bool]) -> int:
     return 0
 
 
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(pid, signum)
+
+
 def _stop_all(children: list[Child], grace: float = 10.0) -> None:
+    """SIGTERM each child's group once; SIGKILL the whole group of any straggler.
+
+    The group, not only the child: gunicorn's workers and celery's pool
+    children must not outlive a master that died first.
+    """
     for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
+        _signal_group(child.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for child in children:
         remaining = max(0.1, deadline - time.monotonic())
         try:
             child.process.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
+            click.echo(f"drip: {child.name} did not stop within {grace:.0f}s; killing it", err=True)
+        # Whatever is left in the group (a hung worker, an orphaned pool child) goes now.
+        _signal_group(child.process.pid, signal.SIGKILL)
+        child.process.wait()
