@@ -1,10 +1,11 @@
 # The README's two commands: `make run` and `make test`. Both set up .venv on first use.
+# `make stack` (minutes, root) proves the Dockerfile and docker-compose.yml: docs/deploy.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench stack stack-down clean
 
 $(STAMP): pyproject.toml devtools/pyproject.toml
 	$(PYTHON) scripts/check_python.py
@@ -33,5 +34,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-clean:
+stack: $(STAMP)
+	bash stack/run.sh
+
+stack-down:
+	bash stack/run.sh down
+
+clean: stack-down
 	rm -rf $(VENV) var test-artifacts
