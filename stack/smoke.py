@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,16 +58,16 @@ class Client:
         data: dict[str, str] | bytes | None = None,
         headers: dict[str, str] | None = None,
         method: str | None = None,
-    ) -> tuple[int, dict[str, str], str]:
+    ) -> tuple[int, Message, str]:
         if not url.startswith("http://127.0.0.1:"):
             raise SmokeError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
         body = urllib.parse.urlencode(data).encode() if isinstance(data, dict) else data
         req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
         try:
             with self.opener.open(req, timeout=TIMEOUT) as answer:
-                return answer.status, dict(answer.headers), answer.read().decode()
+                return answer.status, answer.headers, answer.read().decode()
         except urllib.error.HTTPError as answer:
-            return answer.code, dict(answer.headers), answer.read().decode(errors="replace")
+            return answer.code, answer.headers, answer.read().decode(errors="replace")
 
 
 def check(condition: bool, message: str) -> None:
@@ -177,12 +178,15 @@ def flower(env: dict[str, str], worker_host: str) -> None:
     for path in ("/", "/api/workers"):
         status, _, _ = Client().request(f"{FLOWER}{path}")
         check(status == 401, f"Flower answered {status} to an anonymous GET {path}")
+    _, headers, _ = Client().request(f"{FLOWER}/")
+    challenge = headers.get("WWW-Authenticate", "")
+    check(challenge.startswith("Basic"), f"no login prompt for a browser: {challenge!r}")
     wrong = base64.b64encode(f"{env['FLOWER_USER']}:not-the-password".encode()).decode()
     status, _, _ = Client().request(
         f"{FLOWER}/api/workers", headers={"Authorization": f"Basic {wrong}"}
     )
     check(status == 401, f"Flower answered {status} to a wrong password")
-    ok("Flower refuses anonymous requests and a wrong password (401)")
+    ok("Flower refuses anonymous requests (401, Basic login prompt) and a wrong password")
 
     right = base64.b64encode(f"{env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}".encode()).decode()
 
