@@ -286,6 +286,7 @@ main() {
     say "make stack: the production image and docker-compose services, proven end to end"
     install_tools
     trap on_exit EXIT
+    trap 'die "interrupted"' INT TERM
     teardown || die "could not remove what an earlier run left in $RUN"
     rm -rf "$LOGS"
     mkdir -p "$LOGS"

@@ -75,7 +75,11 @@ def check(condition: bool, message: str) -> None:
         raise SmokeError(message)
 
 
+PASSED: list[str] = []
+
+
 def ok(message: str) -> None:
+    PASSED.append(message)
     print(f"  ok   {message}", flush=True)
 
 
@@ -233,7 +237,9 @@ def main() -> int:
         status_green(args.worker)
     except SmokeError as exc:
         print(f"  FAIL {exc}", flush=True)
+        print(f"smoke: {len(PASSED)} passed, 1 failed", flush=True)
         return 1
+    print(f"smoke: {len(PASSED)} passed, 0 failed", flush=True)
     return 0
 
 
