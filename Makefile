@@ -1,10 +1,11 @@
 # The README's two commands: `make run` and `make test`. Both set up .venv on first use.
+# `make stack` (minutes, root) proves the Dockerfile and docker-compose.yml: docs/deploy.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench faults clean
+.PHONY: run test lint bench faults stack stack-down clean
 
 $(STAMP): pyproject.toml devtools/pyproject.toml
 	$(PYTHON) scripts/check_python.py
@@ -41,5 +42,11 @@ bench: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python -m faults
 
-clean:
+stack: $(STAMP)
+	bash stack/run.sh
+
+stack-down:
+	bash stack/run.sh down
+
+clean: stack-down
 	rm -rf $(VENV) var test-artifacts
