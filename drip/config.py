@@ -62,7 +62,7 @@ class Settings:
     # long handed-out work may wait for its task before it is handed out again. The
     # sending worker renews it while it legitimately waits (drip/sending/lease.py), so
     # it only needs to outlast a missed renewal: a dead worker's batch goes again soon.
-    lease_seconds: int = 30
+    lease_seconds: int = 20
     # Abuse limits (drip/limits.py): signups per IP, confirmation emails per address a day.
     signup_rate_limit: str = "10 per minute;100 per hour"
     confirmations_per_address_per_day: int = 3
@@ -281,7 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     secret_key, secret_key_generated = _secret_key(env, var_dir)
     send_rate = _read(env, "DRIP_SEND_RATE")
     rate = _positive_number(env, "DRIP_SEND_RATE", 0.0, float) if send_rate else 0.0
-    lease_seconds = _positive_number(env, "DRIP_SEND_LEASE_SECONDS", 30, int)
+    lease_seconds = _positive_number(env, "DRIP_SEND_LEASE_SECONDS", 20, int)
     if lease_seconds < 5:
         raise ConfigError(f"DRIP_SEND_LEASE_SECONDS: at least 5 seconds, got {lease_seconds}")
     return Settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,25 +15,24 @@ OUTSIDE_DOCUMENTS = re.compile(r"\b(FACTS|DESIGN|STYLE)\b")
 MAX_TOP_LEVEL_MODULES = 15
 
 
+def tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [path for path in listed if (ROOT / path).is_file()]
+
+
 def test_the_wheel_ships_drip_with_its_templates_and_migrations_and_no_development_tools(
     tmp_path: Path,
 ) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            str(ROOT),
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        timeout=300,
-    )
-    [wheel] = tmp_path.glob("drip-*.whl")
+    # From a copy of what git tracks: a stale build/ folder in the checkout must not leak in.
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    for path in tracked_files():
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, source / path)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    subprocess.run([*pip_wheel, str(source), "-w", str(wheels)], check=True, timeout=300)
+    [wheel] = wheels.glob("drip-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not [name for name in names if "sink" in name or "devtools" in name]
     assert "drip/templates/email/layout.html" in names
@@ -40,14 +40,10 @@ def test_the_wheel_ships_drip_with_its_templates_and_migrations_and_no_developme
 
 
 def test_no_tracked_file_points_at_documents_outside_the_repository() -> None:
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
     citing = [
         path
-        for path in tracked
-        if (ROOT / path).is_file()
-        and OUTSIDE_DOCUMENTS.search((ROOT / path).read_text(encoding="utf-8", errors="ignore"))
+        for path in tracked_files()
+        if OUTSIDE_DOCUMENTS.search((ROOT / path).read_text(encoding="utf-8", errors="ignore"))
         and path != "tests/test_project_layout.py"
     ]
     assert citing == []

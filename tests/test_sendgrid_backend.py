@@ -163,10 +163,10 @@ def test_the_request_turns_off_sendgrids_own_unsubscribe_and_click_tracking() ->
         (401, SendingDisabled),
         (403, SendingDisabled),
         (429, RateLimited),
-        (500, OutcomeUnknown),
-        (502, OutcomeUnknown),
+        (500, TransientError),
+        (502, TransientError),
         (503, TransientError),
-        (504, OutcomeUnknown),
+        (504, TransientError),
     ],
 )
 def test_each_refusal_becomes_the_error_that_says_what_to_do(
@@ -332,10 +332,10 @@ def test_the_rate_and_the_timeout_come_from_the_environment(tmp_path: Path) -> N
     assert load_settings(base).sendgrid_timeout == 10.0
     settings = load_settings(base | {"DRIP_SEND_RATE": "5", "DRIP_SENDGRID_TIMEOUT": "2.5"})
     assert (settings.send_rate, settings.sendgrid_timeout) == (5.0, 2.5)
-    assert settings.batch_size == 75, "a batch holds at most half a send lease of sending"
+    assert settings.batch_size == 50, "a batch holds at most half a send lease of sending"
     longer = load_settings(base | {"DRIP_SEND_RATE": "5", "DRIP_SEND_LEASE_SECONDS": "120"})
     assert (longer.lease_seconds, longer.batch_size) == (120, 300)
-    assert load_settings(base).lease_seconds == 30
+    assert load_settings(base).lease_seconds == 20
     with pytest.raises(ConfigError, match="DRIP_SEND_LEASE_SECONDS"):
         load_settings(base | {"DRIP_SEND_LEASE_SECONDS": "2"})
     with pytest.raises(ConfigError, match="DRIP_SENDGRID_TIMEOUT"):

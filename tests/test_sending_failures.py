@@ -27,10 +27,15 @@ from tests.test_sendgrid_backend import add_due_subscribers
 
 BATCH_SIZE = 10
 TIMEOUT = 1.0  # the SendGrid client's timeout in this module's stack
-UNKNOWN_OUTCOMES = [
+# SendGrid answered with an error: it did not take the batch.
+SERVER_ERRORS = [
     pytest.param({"status": 500}, id="500"),
     pytest.param({"status": 502}, id="502"),
+    pytest.param({"status": 503}, id="503"),
     pytest.param({"status": 504}, id="504"),
+]
+# No answer at all: the batch may have gone out.
+UNKNOWN_OUTCOMES = [
     pytest.param({"delay": TIMEOUT + 1}, id="timeout"),
     pytest.param({"drop": True}, id="dropped"),
 ]
@@ -261,6 +266,31 @@ def test_a_503_is_retried_with_backoff_and_delivered_once(stack: Stack, sink: Si
     assert len(sink.messages) == 3
 
 
+def test_lessons_backing_off_go_at_the_next_tick_once_sendgrid_takes_a_batch_again(
+    stack: Stack, sink: Sink
+) -> None:
+    add_due_subscribers(stack, 3)
+    sink.set_faults(rules=[{"status": 500, "next": 1}])
+    database = stack.services.database
+
+    def send(ids: list[int]) -> engine.BatchReport:
+        services = stack.services
+        return engine.deliver_batch(
+            database, services.course, services.mailer, services.links, ids,
+            lease_seconds=300, now=stack.clock(),
+        )  # fmt: skip
+
+    assert send(claim_due(stack)).retrying == 3
+    with stack.session() as session:  # a long backoff, as after the fifth failure in a row
+        for delivery in session.scalars(select(Delivery)):
+            delivery.next_attempt_at = stack.clock() + timedelta(hours=1)
+    add_due_subscribers(stack, 1, prefix="later")
+    assert send(claim_due(stack)).sent == 1  # SendGrid is back
+
+    assert tick_and_settle(stack) == 3  # no hour to wait
+    assert statuses(stack) == {"sent": 4}
+
+
 def test_the_worker_retries_when_sendgrid_is_unreachable(stack: Stack, sink: Sink) -> None:
     add_due_subscribers(stack, 3)
     sink.stop()
@@ -287,7 +317,27 @@ def test_the_worker_retries_a_503(stack: Stack, sink: Sink) -> None:
     assert [d.attempts for d, _ in deliveries(stack)] == [3, 3, 3]
 
 
-# --- 500/502/504, timeouts, dropped connections: outcome unknown -----------------------------
+# --- 5xx answers: not taken, retried without a flag -----------------------------------------
+
+
+@pytest.mark.parametrize("fault", SERVER_ERRORS)
+def test_a_server_error_answer_is_retried_without_a_flag(
+    stack: Stack, sink: Sink, fault: dict[str, Any]
+) -> None:
+    add_due_subscribers(stack, 3)
+    sink.set_faults(rules=[{**fault, "next": 1}])
+
+    report = send_now(stack, claim_due(stack))
+
+    assert (report.retrying, report.possible_duplicates) == (3, 0)
+    assert statuses(stack) == {"retrying": 3}
+    assert tick_and_settle(stack, hours=1) == 3
+    assert statuses(stack) == {"sent": 3}
+    assert engine.possible_duplicates(stack.services.database) == 0
+    assert len(sink.messages) == 3  # the refused request delivered nothing
+
+
+# --- timeouts, dropped connections: outcome unknown -------------------------------------------
 
 
 @pytest.mark.parametrize("fault", UNKNOWN_OUTCOMES)

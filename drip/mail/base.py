@@ -82,13 +82,13 @@ class RateLimited(MailError):
 
 
 class TransientError(MailError):
-    """The provider said it did not take the batch (503, refused connection): safe to retry."""
+    """The provider did not take the batch (a 5xx answer, a refused connection): safe to retry."""
 
     retryable = True
 
 
 class OutcomeUnknown(MailError):
-    """A timeout or a 500/502/504: the batch may or may not have gone out."""
+    """No answer came (a read timeout, a dropped connection): the batch may have gone out."""
 
     retryable = True
 

@@ -151,12 +151,11 @@ def error_for_status(exc: http_errors.HTTPError, body: dict[str, Any]) -> MailEr
         )
     if status == 429:
         return RateLimited(f"SendGrid rate limit reached (429){said}", _reset_at(exc.headers))
-    if status == 503:
-        return TransientError(f"SendGrid unavailable (503){said}; will retry")
     if status >= 500:
-        return OutcomeUnknown(
-            f"SendGrid server error ({status}){said}; the batch may have been sent, retrying"
-        )
+        # An answer, not silence: SendGrid says it did not accept the batch (it answers
+        # 202 once it has). Retried without a flag; only a request that got no answer at
+        # all (a timeout, a dropped connection) may have gone out unnoticed.
+        return TransientError(f"SendGrid server error ({status}){said}; will retry")
     return PermanentBatchError(f"SendGrid answered {status}{said}")
 
 

@@ -82,6 +82,8 @@ PAUSED = EnrollmentStatus.PAUSED.value
 # When a 429 carries no X-RateLimit-Reset, and how widely to spread the return after one.
 RATE_LIMIT_FALLBACK_SECONDS = 60.0
 RATE_LIMIT_JITTER_SECONDS = 5.0
+# Marks a delivery waiting for a rate limit's reset: the provider said when, so it waits.
+WAITING_FOR_RESET = "waiting for the rate limit to reset: "
 # How long a worker keeps trying to record a batch's outcome while the database is
 # away. Past it the journal still tells the next claimant what happened.
 OUTCOME_WRITE_SECONDS = 900.0
@@ -326,6 +328,28 @@ def _update_circuit(database: Database, report: BatchReport, now: datetime) -> N
     elif report.sent:
         # An accepted batch proves the credentials work again (a half-open probe).
         circuit.close_circuit(database, now=now)
+        _retry_waiting_now(database, now)
+
+
+def _retry_waiting_now(database: Database, now: datetime) -> None:
+    """The provider takes batches again: lessons backing off after its errors go at the next
+    tick, not minutes or an hour later when their backoff would have run out.
+
+    Retrying rows only ever come from a batch the provider did not take as a whole (a 5xx,
+    a refused connection, no answer), so one accepted batch says they may go now. Rows
+    waiting for a rate limit's reset keep waiting: the provider said when they may go.
+    """
+    with database.session() as session:
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.status == DeliveryStatus.RETRYING.value,
+                Delivery.next_attempt_at > now,
+                Delivery.error.not_like(f"{WAITING_FOR_RESET}%"),
+            )
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def possible_duplicates(database: Database, course_slug: str | None = None) -> int:
@@ -517,7 +541,7 @@ class _Sender:
                 status=DeliveryStatus.RETRYING.value,
                 next_attempt_at=at,
                 attempts=self.attempts[delivery_id] - 1,
-                error=str(exc)[:500],
+                error=(WAITING_FOR_RESET + str(exc))[:500],
             )
         self.report.retrying += len(batch.recipients)
         self.report.errors.append(str(exc))
