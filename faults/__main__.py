@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=3000)
     parser.add_argument("--day-seconds", type=int, default=15)
     parser.add_argument("--course", type=Path, default=ROOT / "course")
-    parser.add_argument("--lease-seconds", type=int, default=30, help="DRIP_SEND_LEASE_SECONDS")
+    parser.add_argument("--lease-seconds", type=int, default=20, help="DRIP_SEND_LEASE_SECONDS")
     parser.add_argument("--only", nargs="*", choices=list(scenarios.SCENARIOS), default=None)
     parser.add_argument("--ctrl-c", type=int, default=20, help="Ctrl-C stops of drip run")
     parser.add_argument(
