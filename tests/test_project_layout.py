@@ -11,7 +11,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Documents outside the repository; a comment or doc must state the fact, not point there.
-OUTSIDE_DOCUMENTS = re.compile(r"\b(FACTS|DESIGN|STYLE)\b")
+# Spelled in pieces so that this file does not name them itself.
+OUTSIDE_DOCUMENTS = re.compile(
+    r"\b(" + "|".join(["FAC" + "TS", "DES" + "IGN", "STY" + "LE"]) + r")\b"
+)
 MAX_TOP_LEVEL_MODULES = 15
 
 
@@ -44,7 +47,6 @@ def test_no_tracked_file_points_at_documents_outside_the_repository() -> None:
         path
         for path in tracked_files()
         if OUTSIDE_DOCUMENTS.search((ROOT / path).read_text(encoding="utf-8", errors="ignore"))
-        and path != "tests/test_project_layout.py"
     ]
     assert citing == []
 
