@@ -129,13 +129,12 @@ def _materialize_chunk(
 _MATERIALIZE_SQL = text(
     """
     WITH due AS (
-        SELECT e.id, e.subscriber_id, e.next_lesson, e.next_due_at, s.timezone,
-               COALESCE(s.send_hour, :course_hour) AS send_hour
-        FROM enrollments AS e JOIN subscribers AS s ON s.id = e.subscriber_id
+        SELECT e.id, e.subscriber_id, e.next_lesson, e.next_due_at
+        FROM enrollments AS e
         WHERE e.status = 'active' AND e.course_slug = :slug AND e.next_due_at <= :now
         ORDER BY e.next_due_at
         LIMIT :chunk
-        FOR UPDATE OF e SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE enrollments AS e
         SET next_lesson = due.next_lesson + 1,
@@ -145,8 +144,11 @@ _MATERIALIZE_SQL = text(
                 WHEN due.next_lesson >= :last THEN NULL
                 WHEN :day_seconds <> 86400
                     THEN due.next_due_at + make_interval(secs => :day_seconds)
-                ELSE ((due.next_due_at AT TIME ZONE due.timezone)::date + 1
-                      + make_interval(hours => due.send_hour)) AT TIME ZONE due.timezone
+                ELSE (
+                    SELECT ((due.next_due_at AT TIME ZONE s.timezone)::date + 1
+                            + make_interval(hours => COALESCE(s.send_hour, :course_hour)))
+                           AT TIME ZONE s.timezone
+                    FROM subscribers AS s WHERE s.id = due.subscriber_id)
             END
         FROM due
         WHERE e.id = due.id AND e.next_lesson = due.next_lesson
