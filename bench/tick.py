@@ -197,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--small", type=int, default=20_000, help="enrollments, small table")
     parser.add_argument("--large", type=int, default=200_000, help="enrollments, large table")
     parser.add_argument("--due", type=int, default=5_000, help="enrollments due in each round")
-    parser.add_argument("--rounds", type=int, default=3, help="ticks measured per table size")
+    parser.add_argument("--rounds", type=int, default=5, help="ticks measured per table size")
     parser.add_argument(
         "--hand-out", type=int, default=0, help="also time one tick handing out this many due"
     )

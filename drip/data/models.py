@@ -206,9 +206,10 @@ class Delivery(Base):
     enrollment_id: Mapped[int] = mapped_column(
         ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False
     )
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True, nullable=False
-    )
+    # The enrollment's subscriber, copied when the delivery is made. No foreign key:
+    # the delivery goes with its enrollment, which goes with its subscriber, and a
+    # second key cost a row lock on the subscriber per email (migration 0007_tick).
+    subscriber_id: Mapped[int] = mapped_column(Integer, index=True, nullable=False)
     course_slug: Mapped[str] = mapped_column(String(100), nullable=False)
     lesson: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = _status_column(DeliveryStatus, DeliveryStatus.QUEUED)

@@ -129,7 +129,7 @@ def _materialize_chunk(
 _MATERIALIZE_SQL = text(
     """
     WITH due AS (
-        SELECT e.id, e.subscriber_id, e.next_lesson, e.next_due_at
+        SELECT e.ctid AS row_at, e.id, e.subscriber_id, e.next_lesson, e.next_due_at
         FROM enrollments AS e
         WHERE e.status = 'active' AND e.course_slug = :slug AND e.next_due_at <= :now
         ORDER BY e.next_due_at
@@ -151,7 +151,8 @@ _MATERIALIZE_SQL = text(
                     FROM subscribers AS s WHERE s.id = due.subscriber_id)
             END
         FROM due
-        WHERE e.id = due.id AND e.next_lesson = due.next_lesson
+        WHERE e.ctid = ANY (ARRAY(SELECT row_at FROM due))
+          AND e.ctid = due.row_at AND e.next_lesson = due.next_lesson
         RETURNING e.id
     ), created AS (
         INSERT INTO deliveries (
