@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
+from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -56,7 +57,7 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
         day_seconds=settings.day_seconds,
         lease_seconds=settings.lease_seconds,
         batch_size=settings.batch_size,
-        enqueue=lambda ids: enqueue("drip.send_batch", ids),
+        enqueue=enqueue_batch,
     )
     if report.materialized or report.dispatched:
         log.info(
@@ -66,6 +67,21 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
             len(report.batches),
         )
     return report
+
+
+def enqueue_batch(ids: list[int]) -> None:
+    """Hand one batch to a send task.
+
+    With a short ``argsrepr``: by default Celery writes a repr of all the
+    arguments into every message's headers and its task-sent event, which for
+    1,000 ids cost about 1.5 ms a message, a second and a half of the tick
+    that hands out a million (measured with `python -m bench tick --hand-out`).
+    """
+    current_app.extensions["celery"].send_task(
+        "drip.send_batch",
+        args=[ids],
+        argsrepr=f"([{len(ids)} delivery ids {ids[0]}..{ids[-1]}],)" if ids else "([],)",
+    )
 
 
 @shared_task(name="drip.send_batch", **OUTAGE_RETRY)

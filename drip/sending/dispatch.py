@@ -8,7 +8,9 @@ ticks or two workers at once waste a query at worst, never send twice.
 
 from __future__ import annotations
 
+import queue
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +53,9 @@ CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN li
 # Materializing is the hot path of a busy morning (a million due enrollments):
 # larger chunks mean fewer round trips; SQLite's 32,766-variable cap bounds it.
 MATERIALIZE_CHUNK = 5000
+# Sessions materializing at once on PostgreSQL: the statement is CPU-bound in the
+# server, so a second session uses a second core while this process hands out.
+MATERIALIZE_SESSIONS = 2
 MAX_ATTEMPTS = 8
 
 
@@ -68,10 +73,13 @@ def _locking(statement: Any, session: Session) -> Any:
     return statement
 
 
+ByLesson = dict[int, list[int]]  # lesson -> delivery ids, ascending
+
+
 @dataclass
 class Materialized:
     count: int = 0
-    handed_out: list[tuple[int, int]] = field(default_factory=list)  # (delivery id, lesson)
+    handed_out: ByLesson = field(default_factory=dict)
 
 
 def materialize_due(
@@ -81,7 +89,8 @@ def materialize_due(
     now: datetime,
     day_seconds: int,
     hand_out: bool = False,
-    on_chunk: Callable[[list[tuple[int, int]]], None] | None = None,
+    on_chunk: Callable[[ByLesson], None] | None = None,
+    sessions: int = 1,
 ) -> Materialized:
     """Create a queued delivery for every enrollment whose next lesson is due.
 
@@ -94,23 +103,89 @@ def materialize_due(
        sending while the rest is still being materialized.
     3. Move each enrollment on to its next lesson and due time, only if it is
        still at the lesson we read (a conditional update).
+
+    With ``sessions`` > 1 (PostgreSQL only) that many database sessions take
+    chunks at once, each skipping the rows the others hold, while this thread
+    hands out what they have committed.
     """
     result = Materialized()
-    while True:
-        locked, created = _materialize_chunk(database, course, now, day_seconds, hand_out)
+
+    def take(locked: int, created: ByLesson) -> None:
         result.count += locked
-        if hand_out and on_chunk is None:
-            result.handed_out.extend(created)
-        if hand_out and on_chunk is not None and created:
+        if not (hand_out and created):
+            return
+        if on_chunk is not None:
             on_chunk(created)
-        if locked < MATERIALIZE_CHUNK:
-            return result
+            return
+        for lesson, ids in created.items():
+            result.handed_out.setdefault(lesson, []).extend(ids)
+
+    def chunk() -> tuple[int, ByLesson]:
+        return _materialize_chunk(database, course, now, day_seconds, hand_out)
+
+    if sessions <= 1 or database.is_sqlite:
+        while True:
+            locked, created = chunk()
+            take(locked, created)
+            if locked < MATERIALIZE_CHUNK:
+                return result
+    _in_parallel(chunk, take, sessions)
+    return result
+
+
+def _in_parallel(
+    chunk: Callable[[], tuple[int, ByLesson]],
+    take: Callable[[int, ByLesson], None],
+    sessions: int,
+) -> None:
+    """Run ``chunk`` in ``sessions`` threads until each comes back short; ``take`` every
+    result in this thread. A session stops at its first short chunk: the rows it
+    could not lock are held by another session, which moves them on.
+    An error stops every session after its current chunk and is raised here."""
+    results: queue.Queue[tuple[int, ByLesson] | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                locked, created = chunk()
+                results.put((locked, created))
+                if locked < MATERIALIZE_CHUNK:
+                    return
+        except BaseException as error:  # handed to the calling thread, raised there
+            results.put(error)
+        finally:
+            results.put(None)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(sessions)]
+    for thread in threads:
+        thread.start()
+    failure: BaseException | None = None
+    running = len(threads)
+    try:
+        while running:
+            item = results.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                stop.set()
+                failure = failure or item
+            else:
+                take(*item)  # committed, so handed out even if another session failed
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        for thread in threads:
+            thread.join()
+    if failure is not None:
+        raise failure
 
 
 def _materialize_chunk(
     database: Database, course: Course, now: datetime, day_seconds: int, hand_out: bool
-) -> tuple[int, list[tuple[int, int]]]:
-    """One chunk: (enrollments moved on, deliveries created and handed out)."""
+) -> tuple[int, ByLesson]:
+    """One chunk: (enrollments moved on, deliveries created and handed out, by lesson)."""
     if not database.is_sqlite:
         try:
             with database.session() as session:
@@ -165,9 +240,11 @@ _MATERIALIZE_SQL = text(
         ON CONFLICT DO NOTHING
         RETURNING id, lesson
     )
-    SELECT counted.locked, created.id, created.lesson
+    SELECT counted.locked, grouped.lesson, grouped.ids
     FROM (SELECT count(*) AS locked FROM moved) AS counted
-    LEFT JOIN created ON true
+    LEFT JOIN (
+        SELECT lesson, array_agg(id ORDER BY id) AS ids FROM created GROUP BY lesson
+    ) AS grouped ON true
     """
 ).bindparams(
     bindparam("now", type_=DateTime(timezone=True)),
@@ -178,7 +255,7 @@ _MATERIALIZE_SQL = text(
 
 def _materialize_chunk_in_sql(
     session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
-) -> tuple[int, list[tuple[int, int]]]:
+) -> tuple[int, ByLesson]:
     rows = session.execute(
         _MATERIALIZE_SQL,
         {
@@ -191,13 +268,13 @@ def _materialize_chunk_in_sql(
             "enqueued_at": now if hand_out else None,
         },
     ).all()
-    locked = rows[0].locked if rows else 0
-    return locked, [(row.id, row.lesson) for row in rows if row.id is not None]
+    locked = rows[0][0] if rows else 0
+    return locked, {lesson: ids for _, lesson, ids in rows if lesson is not None}
 
 
 def _materialize_chunk_in_python(
     session: Session, course: Course, now: datetime, day_seconds: int, hand_out: bool
-) -> tuple[int, list[tuple[int, int]]]:
+) -> tuple[int, ByLesson]:
     rows = session.execute(
         _locking(
             select(
@@ -220,10 +297,10 @@ def _materialize_chunk_in_python(
         )
     ).all()
     if not rows:
-        return 0, []
+        return 0, {}
     created = _create_deliveries(session, course, [row.id for row in rows], now, hand_out)
     _advance_enrollments(session, course, rows, now, day_seconds)
-    return len(rows), created
+    return len(rows), group_by_lesson(created)
 
 
 def _create_deliveries(
@@ -322,43 +399,50 @@ def claim_for_dispatch(
     """
     claimed_all: list[tuple[int, int]] = []
     remaining = limit
-    for condition in _dispatchable(now, lease_seconds):
-        while remaining is None or remaining > 0:
-            chunk = CHUNK if remaining is None else min(CHUNK, remaining)
-            claimed = _claim_chunk(database, course, condition, now, chunk)
-            claimed_all += claimed
-            if remaining is not None:
-                remaining -= len(claimed)
-            if len(claimed) < chunk:
-                break
+    pending = _dispatchable(now, lease_seconds)
+    # One transaction per pass over the conditions (an idle tick: one, of four
+    # index probes); a condition that filled its chunk is taken again next pass.
+    while pending and (remaining is None or remaining > 0):
+        full = []
+        with database.session() as session:
+            for condition in pending:
+                chunk = CHUNK if remaining is None else min(CHUNK, remaining)
+                if chunk <= 0:
+                    break
+                claimed = _claim_chunk(session, course, condition, now, chunk)
+                claimed_all += claimed
+                if remaining is not None:
+                    remaining -= len(claimed)
+                if len(claimed) == chunk:
+                    full.append(condition)
+        pending = full
     return in_batches(group_by_lesson(claimed_all), batch_size)
 
 
 def _claim_chunk(
-    database: Database, course: Course, condition: Any, now: datetime, chunk: int
+    session: Session, course: Course, condition: Any, now: datetime, chunk: int
 ) -> list[tuple[int, int]]:
-    with database.session() as session:
-        ids = session.scalars(
-            _locking(
-                select(Delivery.id)
-                .where(Delivery.course_slug == course.slug, condition)
-                .order_by(Delivery.id)
-                .limit(chunk),
-                session,
-            )
-        ).all()
-        if not ids:
-            return []
-        claimed = session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), condition)
-            .values(
-                status=DeliveryStatus.QUEUED.value,
-                enqueued_at=now,
-            )
-            .returning(Delivery.id, Delivery.lesson)
-        ).all()
-        return [(row.id, row.lesson) for row in claimed]
+    ids = session.scalars(
+        _locking(
+            select(Delivery.id)
+            .where(Delivery.course_slug == course.slug, condition)
+            .order_by(Delivery.id)
+            .limit(chunk),
+            session,
+        )
+    ).all()
+    if not ids:
+        return []
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), condition)
+        .values(
+            status=DeliveryStatus.QUEUED.value,
+            enqueued_at=now,
+        )
+        .returning(Delivery.id, Delivery.lesson)
+    ).all()
+    return [(row.id, row.lesson) for row in claimed]
 
 
 def group_by_lesson(deliveries: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
@@ -411,8 +495,8 @@ def run_tick(
     report = TickReport()
     report.circuit_open = circuit.status(database).open
 
-    def hand_out(created: list[tuple[int, int]]) -> None:
-        batches = in_batches(group_by_lesson(created), batch_size)
+    def hand_out(created: ByLesson) -> None:
+        batches = in_batches(created, batch_size)
         for batch in batches:
             enqueue(batch)
             report.dispatched += len(batch)
@@ -425,6 +509,7 @@ def run_tick(
         day_seconds=day_seconds,
         hand_out=not report.circuit_open,
         on_chunk=hand_out,
+        sessions=MATERIALIZE_SESSIONS,
     )
     report.materialized = fresh.count
     # A send task may have opened the circuit while this tick handed out fresh work;
