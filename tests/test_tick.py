@@ -103,6 +103,52 @@ def test_a_tick_on_a_large_table_scans_no_table_from_end_to_end(scratch_postgres
     assert scans == dict.fromkeys(TABLES, 0)
 
 
+def test_sessions_materializing_at_once_hand_out_every_due_lesson_once(
+    scratch_postgres: str,
+) -> None:
+    """More due than a chunk: the tick's sessions split the work, nothing twice, nothing left."""
+    url = scratch_postgres
+    database = Database(url)
+    upgrade(database)
+    course = load_course(COURSE_DIR)
+    due = 3 * dispatch.MATERIALIZE_CHUNK + 1234
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            """INSERT INTO subscribers (email, first_name, timezone, status, created_at)
+               SELECT 'reader' || n || '@example.com', 'R', 'America/New_York', 'active', %s
+               FROM generate_series(1, %s) AS n""",
+            (NOW, due),
+        )
+        db.execute(
+            """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
+                                        next_due_at, started_at)
+               SELECT id, %s, 'active', 1 + id %% 3, %s, %s FROM subscribers""",
+            (course.slug, NOW - timedelta(minutes=1), NOW),
+        )
+    batches: list[list[int]] = []
+    assert dispatch.MATERIALIZE_SESSIONS > 1
+    report = dispatch.run_tick(
+        database, course, now=NOW, day_seconds=86400, lease_seconds=20, batch_size=1000,
+        enqueue=batches.append,
+    )  # fmt: skip
+    handed = [delivery_id for batch in batches for delivery_id in batch]
+    with database.session() as session:
+        rows = session.execute(select(Delivery.id, Delivery.lesson)).all()
+        lessons = {row.id: row.lesson for row in rows}
+        still_due = session.scalar(
+            select(func.count()).where(Enrollment.next_due_at <= NOW, Enrollment.status == "active")
+        )
+        moved = session.scalar(
+            select(func.count()).where(Enrollment.next_lesson == 2 + Enrollment.subscriber_id % 3)
+        )
+    database.dispose()
+    assert report.materialized == due
+    assert sorted(handed) == sorted(lessons) and len(lessons) == due
+    assert all(len({lessons[i] for i in batch}) == 1 and len(batch) <= 1000 for batch in batches)
+    assert still_due == 0
+    assert moved == due
+
+
 def test_deleting_a_subscriber_deletes_their_deliveries(stack: Stack) -> None:
     """Deliveries go with their enrollment, which goes with its subscriber."""
     gone, kept = confirmed_subscribers(stack, 2)
