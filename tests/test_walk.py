@@ -128,7 +128,9 @@ def test_resignup_of_active_subscriber_neither_restarts_nor_reveals(stack: Stack
     assert len(messages(stack.outbox, to=email)) == before
     with stack.session() as session:
         lessons = session.scalars(
-            select(Delivery.lesson).join(Subscriber).where(Subscriber.email == email)
+            select(Delivery.lesson)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == email)
         ).all()
     assert sorted(lessons) == [1, 2]
 
