@@ -35,7 +35,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Integer, Table, any_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import (
@@ -70,7 +71,7 @@ from drip.mail.base import (
     TransientError,
 )
 from drip.sending import circuit
-from drip.sending.buyers import buyers
+from drip.sending.buyers import buyers, has_bought
 from drip.sending.dispatch import MAX_ATTEMPTS, retry_delay
 from drip.sending.journal import ACCEPTED, POSTING, JournalUnavailable, SendJournal
 from drip.sending.lease import LeaseKeeper
@@ -118,40 +119,65 @@ def rendered_lesson(
     return render.render_lesson(course, course.lesson(number), base_url, buyer=buyer)
 
 
-def _claim(session: Session, delivery_ids: Sequence[int], now: datetime, lease: int) -> list[int]:
-    return list(
+# What sending a delivery needs to know, read as it is claimed.
+_LOADED = (
+    Delivery.id,
+    Delivery.lesson,
+    Delivery.attempts,
+    Delivery.subscriber_id,
+    Delivery.enrollment_id,
+    Subscriber.email,
+    Subscriber.first_name,
+    Subscriber.status.label("subscriber_status"),
+    Enrollment.status.label("enrollment_status"),
+)
+
+
+def _claim(
+    session: Session, delivery_ids: Sequence[int], now: datetime, lease: int
+) -> tuple[list[Any], set[int]]:
+    """Claim the deliveries still queued among ``delivery_ids``: their rows and who bought.
+
+    On PostgreSQL one statement claims, reads each subscriber and enrollment and
+    asks who bought; the ids travel as one array (``= ANY``) rather than a
+    thousand parameters that SQLAlchemy renders and psycopg parses every batch.
+    SQLite cannot return columns of the joined tables from an UPDATE, so there
+    it is three statements in the same transaction.
+    """
+    claiming = update(Delivery).values(
+        status=DeliveryStatus.SENDING.value,
+        lease_until=now + timedelta(seconds=lease),
+        attempts=Delivery.attempts + 1,
+    )
+    queued = Delivery.status == DeliveryStatus.QUEUED.value
+    if session.get_bind().dialect.name == "postgresql":
+        ids = bindparam("ids", list(delivery_ids), type_=postgresql.ARRAY(Integer))
+        rows = session.connection().execute(
+            claiming.where(
+                Delivery.id == any_(ids),
+                queued,
+                Subscriber.id == Delivery.subscriber_id,
+                Enrollment.id == Delivery.enrollment_id,
+            ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
+        )
+        loaded = rows.all()
+        return loaded, {row.subscriber_id for row in loaded if row.buyer}
+    claimed = list(
         session.scalars(
-            update(Delivery)
-            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.QUEUED.value)
-            .values(
-                status=DeliveryStatus.SENDING.value,
-                lease_until=now + timedelta(seconds=lease),
-                attempts=Delivery.attempts + 1,
-            )
-            .returning(Delivery.id)
+            claiming.where(Delivery.id.in_(delivery_ids), queued).returning(Delivery.id)
         )
     )
-
-
-def _load(session: Session, delivery_ids: Sequence[int]) -> list[Any]:
-    return list(
+    if not claimed:
+        return [], set()
+    loaded = list(
         session.execute(
-            select(
-                Delivery.id,
-                Delivery.lesson,
-                Delivery.attempts,
-                Delivery.subscriber_id,
-                Delivery.enrollment_id,
-                Subscriber.email,
-                Subscriber.first_name,
-                Subscriber.status.label("subscriber_status"),
-                Enrollment.status.label("enrollment_status"),
-            )
+            select(*_LOADED)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
-            .where(Delivery.id.in_(delivery_ids))
+            .where(Delivery.id.in_(claimed))
         ).all()
     )
+    return loaded, buyers(session, {row.subscriber_id for row in loaded})
 
 
 def _recipient(row: Any, links: Links) -> Recipient:
@@ -185,19 +211,51 @@ class _Outcomes:
         """Write every outcome for rows this worker still holds; True if it held them all."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for delivery_id, values in self.rows.items():
-            row = {
-                "b_id": delivery_id,
-                "b_status": DeliveryStatus.SENDING.value,
-                "b_attempts": attempts[delivery_id],
-                **values,
-            }
+            row = {"b_id": delivery_id, "b_attempts": attempts[delivery_id], **values}
             if delivery_id in self.flagged:
                 row["possible_duplicate"] = True
             groups.setdefault(tuple(sorted(row)), []).append(row)
-        table = cast(Table, Delivery.__table__)
-        match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
-        written = sum(bulk_update(session, table, rows, match=match) for rows in groups.values())
+        written = sum(_update_held(session, rows) for rows in groups.values())
         return written == len(self.rows)
+
+
+def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Set each row's values on the deliveries still sending under its attempt count.
+
+    On PostgreSQL one statement: the ids and attempt counts travel as arrays
+    through unnest(), and so does any value that differs between rows; a value
+    the whole batch shares (sent, its time and message id, after an accepted
+    request) is one parameter. Elsewhere an executemany.
+    """
+    table = cast(Table, Delivery.__table__)
+    sending = DeliveryStatus.SENDING.value
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [{**row, "b_status": sending} for row in rows]
+        match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
+        return bulk_update(session, table, rows, match=match)
+    first = rows[0]
+    shared = [key for key in first if key[:2] != "b_" and all(r[key] == first[key] for r in rows)]
+    varying = [key for key in first if key not in shared]
+    dialect = postgresql.dialect()
+
+    def type_of(key: str) -> str:
+        column = {"b_id": "id", "b_attempts": "attempts"}.get(key, key)
+        return str(table.c[column].type.compile(dialect=dialect))
+
+    setting = [f"{key} = CAST(:{key} AS {type_of(key)})" for key in shared] + [
+        f"{key} = v.{key}" for key in varying if key[:2] != "b_"
+    ]
+    arrays = ", ".join(f"CAST(:{key} AS {type_of(key)}[])" for key in varying)
+    sql = (
+        f"UPDATE {table.name} AS t SET {', '.join(setting)} "
+        f"FROM unnest({arrays}) AS v({', '.join(varying)}) "
+        "WHERE t.id = v.b_id AND t.attempts = v.b_attempts AND t.status = :b_status"
+    )
+    params: dict[str, Any] = {key: first[key] for key in shared}
+    params |= {key: [row[key] for row in rows] for key in varying}
+    params["b_status"] = sending
+    result = session.execute(text(sql), params)
+    return int(getattr(result, "rowcount", 0))
 
 
 def _until_the_database_answers() -> Retrying:
@@ -233,12 +291,13 @@ def deliver_batch(
     now = clock()
     report = BatchReport()
     with database.session() as session:
-        claimed = _claim(session, delivery_ids, now, lease_seconds)
+        rows, bought = _claim(session, delivery_ids, now, lease_seconds)
+    claimed = [row.id for row in rows]
     report.claimed = len(claimed)
     if not claimed:
         return report
     with LeaseKeeper(database, claimed, lease_seconds=lease_seconds, clock=clock):
-        _deliver_claimed(database, course, mailer, links, claimed, report, clock, journal)
+        _deliver_claimed(database, course, mailer, links, rows, bought, report, clock, journal)
     return report
 
 
@@ -247,14 +306,13 @@ def _deliver_claimed(
     course: Course,
     mailer: Mailer,
     links: Links,
-    claimed: list[int],
+    rows: list[Any],
+    bought: set[int],
     report: BatchReport,
     clock: Callable[[], datetime],
     journal: SendJournal | None,
 ) -> None:
-    with database.session() as session:
-        rows = _load(session, claimed)
-        bought = buyers(session, {row.subscriber_id for row in rows})
+    claimed = [row.id for row in rows]
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock, journal)
     rows = sender.recall(rows)
     sendable: dict[tuple[int, bool], list[Any]] = {}
@@ -417,10 +475,11 @@ class _Sender:
             self.report.released += len(rows)
             return []
         still: list[Any] = []
+        now = self.clock()
         for row in rows:
             entry = known.get(row.id)
             if entry is not None and entry.state == ACCEPTED:
-                self._sent(row.id, entry.message_id)
+                self._sent(row.id, entry.message_id, now)
                 continue
             if entry is not None and entry.state == POSTING:
                 self.outcomes.flagged.add(row.id)
@@ -513,11 +572,11 @@ class _Sender:
             error=error[:500],
         )
 
-    def _sent(self, delivery_id: int, message_id: str) -> None:
+    def _sent(self, delivery_id: int, message_id: str, at: datetime) -> None:
         self.outcomes.set(
             delivery_id,
             status=DeliveryStatus.SENT.value,
-            sent_at=self.clock(),
+            sent_at=at,
             message_id=message_id[:100],
             error="",
         )
@@ -551,6 +610,7 @@ class _Sender:
         (SendGrid has no idempotency key)."""
         self.report.errors.append(str(exc))
         unknown = isinstance(exc, OutcomeUnknown)
+        now = self.clock()
         for recipient in batch.recipients:
             delivery_id = int(recipient.key)
             tries = self.attempts[delivery_id]
@@ -562,16 +622,17 @@ class _Sender:
                 self.outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, **values)
                 self.report.failed += 1
                 continue
-            at = self.clock() + timedelta(seconds=retry_delay(tries))
+            at = now + timedelta(seconds=retry_delay(tries))
             self.outcomes.set(
                 delivery_id, status=DeliveryStatus.RETRYING.value, next_attempt_at=at, **values
             )
             self.report.retrying += 1
 
     def record(self, results: list[SendResult]) -> None:
+        now = self.clock()  # one answer, one moment: the batch's rows share one write
         for result in results:
             if result.accepted:
-                self._sent(int(result.key), result.message_id)
+                self._sent(int(result.key), result.message_id, now)
             else:
                 self.outcomes.set(
                     int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]
