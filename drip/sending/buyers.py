@@ -46,7 +46,7 @@ def buyers(session: Session, subscriber_ids: Collection[int]) -> set[int]:
     return {int(subscriber_id) for subscriber_id in rows if subscriber_id is not None}
 
 
-def has_bought(subscriber_id: ColumnElement[int]) -> ColumnElement[bool]:
+def has_bought(subscriber_id: Any) -> ColumnElement[bool]:
     """True where the subscriber ``subscriber_id`` names holds a sale not reversed."""
     sale = aliased(Conversion)
     return exists().where(

@@ -160,7 +160,7 @@ def _claim(
                 Enrollment.id == Delivery.enrollment_id,
             ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
         )
-        loaded = rows.all()
+        loaded = list(rows.all())
         return loaded, {row.subscriber_id for row in loaded if row.buyer}
     claimed = list(
         session.scalars(
