@@ -130,8 +130,53 @@ def environment(
     return env
 
 
+class MemoryCurve:
+    """Worker resident memory sampled as the sends progress, to tell warm-up from growth.
+
+    A sample at the start, one once the first batches are recorded (every worker
+    child has imported, connected and rendered by then), then one every ``every``
+    sends and one at the end.
+    """
+
+    def __init__(self, pids: list[int], every: int, warm_up: int) -> None:
+        self.pids = pids
+        self.every = every
+        self.warm_up = warm_up
+        self.samples: list[tuple[str, int, float]] = []
+        self._next = 0
+
+    def rss(self) -> float:
+        return sum(tree_rss_mb(pid) for pid in self.pids)
+
+    def start(self) -> None:
+        self.samples.append(("start", 0, self.rss()))
+        self._next = self.warm_up
+
+    def progress(self, sent: int) -> None:
+        if self._next and sent >= self._next:
+            label = "after warm-up" if self._next == self.warm_up else ""
+            self.samples.append((label, sent, self.rss()))
+            self._next = (sent // self.every + 1) * self.every
+
+    def end(self, sent: int) -> None:
+        self.samples.append(("end", sent, self.rss()))
+
+    def growth(self) -> float:
+        """From the sample after warm-up to the end."""
+        warm = next((mb for label, _, mb in self.samples if label == "after warm-up"), None)
+        if warm is None:
+            warm = self.samples[0][2]
+        return self.samples[-1][2] - warm
+
+
 def run_path(
-    label: str, url: str, settings: Settings, sink_url: str, count: int, batch_size: int
+    label: str,
+    url: str,
+    settings: Settings,
+    sink_url: str,
+    count: int,
+    batch_size: int,
+    memory: MemoryCurve | None = None,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
@@ -141,6 +186,8 @@ def run_path(
     services = app.extensions["drip"]
     celery = app.extensions["celery"]
     requests_before = sink_requests(sink_url)
+    if memory is not None:
+        memory.start()
     started = time.perf_counter()
     with celery.producer_or_acquire() as producer:
         # The real tick: it hands each committed chunk to the workers at once,
@@ -159,11 +206,15 @@ def run_path(
     assert materialized == count, (materialized, count)
     progress_at = time.monotonic()
     while (done := sent_count(url)) < count:
+        if memory is not None:
+            memory.progress(done)
         if time.monotonic() - progress_at > 10:
             print(f"  {label}: {done:,}/{count:,} sent", file=sys.stderr)
             progress_at = time.monotonic()
-        time.sleep(1)
+        time.sleep(0.25 if memory is not None else 1)
     total_s = time.perf_counter() - started
+    if memory is not None:
+        memory.end(done)
     services.database.dispose()
     return Result(
         label,
@@ -196,12 +247,12 @@ def report(
     results: list[Result],
     args: argparse.Namespace,
     workers: int,
-    memory: tuple[float, float] | None = None,
+    memory: MemoryCurve | None = None,
 ) -> str:
     batched, single = results
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
-        f" --workers {args.workers}` ({workers} worker processes, "
+        f" --workers {args.workers} --rss-every {args.rss_every}` ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
         "| path | emails | per request | requests | tick s | total s | emails/s |",
@@ -214,12 +265,18 @@ def report(
         )
     lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
     if memory:
-        before, after = memory
         lines += [
             "",
-            f"Worker resident memory (all {workers} workers with their pool processes): "
-            f"{before:,.0f} MB before the batched run, {after:,.0f} MB after "
-            f"({after - before:+,.0f} MB over {batched.emails:,} sends)",
+            f"Worker resident memory (all {workers} workers with their pool processes), "
+            "batched run:",
+            "",
+            "| sample | sent | RSS MB |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {label} | {sent:,} | {mb:,.0f} |" for label, sent, mb in memory.samples]
+        lines += [
+            "",
+            f"Growth after warm-up: **{memory.growth():+,.0f} MB** over {batched.emails:,} sends",
         ]
     return "\n".join(lines)
 
@@ -229,6 +286,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single", type=int, default=2_000, help="emails sent one per request")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=1, help="prefork children per worker")
+    parser.add_argument(
+        "--rss-every",
+        type=int,
+        default=100_000,
+        help="sample the workers' resident memory every this many sends",
+    )
 
 
 def main(args: argparse.Namespace) -> str:
@@ -260,11 +323,12 @@ def main(args: argparse.Namespace) -> str:
 
         settings = load_settings(env)
         worker_pids = [child.pid for child in children[1:]]
-        before = sum(tree_rss_mb(pid) for pid in worker_pids)
-        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000)
-        after = sum(tree_rss_mb(pid) for pid in worker_pids)
+        # Warm-up: two batches per worker child recorded.
+        warm_up = min(args.subscribers, 2 * 1000 * args.workers * args.concurrency)
+        memory = MemoryCurve(worker_pids, args.rss_every, warm_up)
+        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000, memory)
         single = run_path("one per request", url, settings, sink_url, args.single, 1)
-        return report([batched, single], args, args.workers, (before, after))
+        return report([batched, single], args, args.workers, memory)
     finally:
         for child in children:
             child.terminate()
