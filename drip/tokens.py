@@ -120,6 +120,19 @@ class Tokens:
         # The separator is "~": "." already joins the ids inside the payload.
         return kind(key, key_derivation="none", sep="~")
 
+    def make_each(self, purposes: tuple[str, ...], *ids: int) -> list[str]:
+        """One token per purpose for the same ids (a lesson's unsubscribe and preferences)."""
+        value = _encode(ids).encode("ascii")
+        fast = self._fast
+        made = []
+        for purpose in purposes:
+            signer = fast.get(purpose)
+            if signer is None:
+                made.append(self._signers[purpose].sign(value).decode("ascii"))
+            else:
+                made.append((value + b"~" + signer.signature(value)).decode("ascii"))
+        return made
+
     def make(self, purpose: str, *ids: int) -> str:
         fast = self._fast.get(purpose)
         if fast is None:
@@ -158,6 +171,12 @@ class Links:
 
     def click(self, delivery_id: int) -> str:
         return f"{self.base_url}/r/{self.tokens.make(CLICK, delivery_id)}"
+
+    def lesson(self, subscriber_id: int, delivery_id: int) -> tuple[str, str, str]:
+        """A lesson's unsubscribe, preferences and click links, the subscriber id encoded once."""
+        unsubscribe, preferences = self.tokens.make_each((UNSUBSCRIBE, PREFERENCES), subscriber_id)
+        base = self.base_url
+        return f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}", self.click(delivery_id)
 
     def confirm(self, subscriber_id: int, consent_id: int) -> str:
         token = self.tokens.make(CONFIRM, subscriber_id, consent_id)

@@ -91,3 +91,8 @@ def test_links_made_without_itsdangerous_are_the_ones_it_makes_and_reads() -> No
     long_key = Tokens("k" * 200)
     assert long_key.read(tokens.CLICK, long_key.make(tokens.CLICK, 5)) == [5]
     assert long_key.make(tokens.CLICK, 5) == long_key._signers[tokens.CLICK].sign(b"5").decode()
+
+
+def test_a_lessons_links_are_the_ones_made_one_by_one() -> None:
+    links = Links("https://drip.test", Tokens(SECRET))
+    assert links.lesson(42, 77) == (links.unsubscribe(42), links.preferences(42), links.click(77))

@@ -181,12 +181,12 @@ def _claim(
 
 
 def _recipient(row: Any, links: Links) -> Recipient:
-    unsubscribe_url = links.unsubscribe(row.subscriber_id)
+    unsubscribe_url, preferences_url, cta_url = links.lesson(row.subscriber_id, row.id)
     values = render.personal_values(
         first_name=row.first_name,
         unsubscribe_url=unsubscribe_url,
-        preferences_url=links.preferences(row.subscriber_id),
-        cta_url=links.click(row.id),
+        preferences_url=preferences_url,
+        cta_url=cta_url,
     )
     return Recipient(
         key=str(row.id),
