@@ -44,6 +44,7 @@ class Result:
     tick_s: float
     total_s: float
     requests: int
+    send_s: float = 0.0  # with --hold: from the first hand-out after the tick to the last record
 
     @property
     def rate(self) -> float:
@@ -184,6 +185,7 @@ def run_path(
     count: int,
     batch_size: int,
     memory: MemoryCurve | None = None,
+    hold: bool = False,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
@@ -198,9 +200,14 @@ def run_path(
     )
     started = time.perf_counter()
     watcher.start()
+    held: list[list[int]] = []
     with celery.producer_or_acquire() as producer:
+
+        def hand_out(ids: list[int]) -> None:
+            celery.send_task("drip.send_batch", args=[ids], producer=producer)
+
         # The real tick: it hands each committed chunk to the workers at once,
-        # so sending overlaps materializing.
+        # so sending overlaps materializing (unless held back to time the workers alone).
         tick = dispatch.run_tick(
             services.database,
             services.course,
@@ -208,9 +215,12 @@ def run_path(
             day_seconds=settings.day_seconds,
             lease_seconds=settings.lease_seconds,
             batch_size=batch_size,
-            enqueue=lambda ids: celery.send_task("drip.send_batch", args=[ids], producer=producer),
+            enqueue=held.append if hold else hand_out,
         )
-    tick_s = time.perf_counter() - started
+        tick_s = time.perf_counter() - started
+        sending = time.perf_counter()
+        for ids in held:
+            hand_out(ids)
     materialized = tick.materialized
     assert materialized == count, (materialized, count)
     watcher.join()
@@ -219,6 +229,7 @@ def run_path(
     while (done := sent_count(url)) < count:
         time.sleep(0.1)
     total_s = time.perf_counter() - started
+    send_s = time.perf_counter() - sending
     if memory is not None:
         memory.end(done)
     services.database.dispose()
@@ -229,6 +240,7 @@ def run_path(
         tick_s,
         total_s,
         sink_requests(sink_url) - before["requests"],
+        send_s if hold else 0.0,
     )
 
 
@@ -279,7 +291,8 @@ def report(
     batched, single = results
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
-        f" --workers {args.workers} --rss-every {args.rss_every}` ({workers} worker processes, "
+        f" --workers {args.workers} --rss-every {args.rss_every}{' --hold' if args.hold else ''}`"
+        f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
         "| path | emails | per request | requests | tick s | total s | emails/s |",
@@ -291,6 +304,14 @@ def report(
             f"{r.tick_s:.2f} | {r.total_s:.2f} | {r.rate:,.0f} |"
         )
     lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
+    if args.hold:
+        lines += [
+            "",
+            "Held until the tick was done (the workers alone, the tick not sharing the cores): "
+            f"batched {batched.emails / batched.send_s:,.0f} emails/s "
+            f"({batched.send_s:.2f} s), one per request "
+            f"{single.emails / single.send_s:,.0f} emails/s ({single.send_s:.2f} s)",
+        ]
     if memory:
         lines += [
             "",
@@ -313,6 +334,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single", type=int, default=2_000, help="emails sent one per request")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=1, help="prefork children per worker")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="hand the batches out only once the tick is done, to time the workers alone",
+    )
     parser.add_argument(
         "--rss-every",
         type=int,
@@ -353,8 +379,12 @@ def main(args: argparse.Namespace) -> str:
         # Warm-up: two batches per worker child recorded.
         warm_up = min(args.subscribers, 2 * 1000 * args.workers * args.concurrency)
         memory = MemoryCurve(worker_pids, args.rss_every, warm_up)
-        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000, memory)
-        single = run_path("one per request", url, settings, sink_url, args.single, 1)
+        batched = run_path(
+            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold
+        )
+        single = run_path(
+            "one per request", url, settings, sink_url, args.single, 1, None, args.hold
+        )
         return report([batched, single], args, args.workers, memory)
     finally:
         for child in children:

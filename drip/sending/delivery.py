@@ -180,13 +180,21 @@ def _claim(
     return loaded, buyers(session, {row.subscriber_id for row in loaded})
 
 
-def _recipient(row: Any, links: Links) -> Recipient:
+def _recipients(rows: list[Any], links: Links) -> tuple[Recipient, ...]:
+    # The links of a batch differ only in their tokens, whose characters (base 36, ".",
+    # "~" and URL-safe base64) are all usable in an email: checking the first recipient's
+    # links checks the base URL they all share.
+    return tuple(_recipient(row, links, check=index == 0) for index, row in enumerate(rows))
+
+
+def _recipient(row: Any, links: Links, check: bool = True) -> Recipient:
     unsubscribe_url, preferences_url, cta_url = links.lesson(row.subscriber_id, row.id)
     values = render.personal_values(
         first_name=row.first_name,
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         cta_url=cta_url,
+        check=check,
     )
     return Recipient(
         key=str(row.id),
@@ -333,15 +341,20 @@ def _deliver_claimed(
             sendable.setdefault((row.lesson, row.subscriber_id in bought), []).append(row)
     for (lesson, buyer), lesson_rows in sendable.items():
         sender.send(_lesson_batch(course, links, lesson, lesson_rows, buyer=buyer))
-    # The circuit first: released rows must not be queued again before it is open,
-    # or a tick in between hands them out to a provider that refuses our key.
+    if report.disabled:
+        # The circuit first: released rows must not be queued again before it is open,
+        # or a tick in between hands them out to a provider that refuses our key.
+        for attempt in _until_the_database_answers():
+            with attempt:
+                circuit.open_circuit(database, report.disabled, now=clock())
     for attempt in _until_the_database_answers():
-        with attempt:
-            _update_circuit(database, report, clock())
-    for attempt in _until_the_database_answers():
+        # One transaction: the outcomes, and after an accepted request the circuit closed
+        # and the lessons backing off after the provider's errors pulled forward.
         with attempt, database.session() as session:
             held_all = sender.outcomes.write(session, sender.attempts)
             _hand_back(session, paused)
+            if report.sent and not report.disabled:
+                _provider_takes_batches(session, clock())
     report.skipped += len(paused)
     if held_all and journal is not None:
         # The database holds every outcome now; a row another worker took over keeps
@@ -380,34 +393,26 @@ def _pinned(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
-def _update_circuit(database: Database, report: BatchReport, now: datetime) -> None:
-    if report.disabled:
-        circuit.open_circuit(database, report.disabled, now=now)
-    elif report.sent:
-        # An accepted batch proves the credentials work again (a half-open probe).
-        circuit.close_circuit(database, now=now)
-        _retry_waiting_now(database, now)
-
-
-def _retry_waiting_now(database: Database, now: datetime) -> None:
-    """The provider takes batches again: lessons backing off after its errors go at the next
-    tick, not minutes or an hour later when their backoff would have run out.
+def _provider_takes_batches(session: Session, now: datetime) -> None:
+    """An accepted batch proves the credentials work again (a half-open probe closes the
+    circuit), and lessons backing off after the provider's errors go at the next tick,
+    not minutes or an hour later when their backoff would have run out.
 
     Retrying rows only ever come from a batch the provider did not take as a whole (a 5xx,
     a refused connection, no answer), so one accepted batch says they may go now. Rows
     waiting for a rate limit's reset keep waiting: the provider said when they may go.
     """
-    with database.session() as session:
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.status == DeliveryStatus.RETRYING.value,
-                Delivery.next_attempt_at > now,
-                Delivery.error.not_like(f"{WAITING_FOR_RESET}%"),
-            )
-            .values(next_attempt_at=now)
-            .execution_options(synchronize_session=False)
+    circuit.close_in(session, now=now)
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == DeliveryStatus.RETRYING.value,
+            Delivery.next_attempt_at > now,
+            Delivery.error.not_like(f"{WAITING_FOR_RESET}%"),
         )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def possible_duplicates(database: Database, course_slug: str | None = None) -> int:
@@ -430,7 +435,7 @@ def _lesson_batch(
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,
-        recipients=tuple(_recipient(row, links) for row in rows),
+        recipients=_recipients(rows, links),
         category=f"lesson-{lesson:02d}",
     )
 
@@ -465,6 +470,12 @@ class _Sender:
         goes back to the queue.
         """
         if self.journal is None:
+            return rows
+        if all(row.attempts == 1 for row in rows):
+            # Claimed for the first time (attempts counts this claim): no earlier
+            # attempt of theirs can have a note. A released row gets its attempt back
+            # only when its request was refused for certain or never made; an operator's
+            # retry (attempts back to 0) follows a written outcome, whose notes went then.
             return rows
         try:
             known = self.journal.read([row.id for row in rows])
