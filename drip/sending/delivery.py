@@ -236,9 +236,12 @@ def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
     request) is one parameter. Elsewhere an executemany.
     """
     table = cast(Table, Delivery.__table__)
-    sending = DeliveryStatus.SENDING.value
+    # The status to match travels as an array on PostgreSQL, though it is the same for
+    # every row: compared with a constant, the planner may pick the partial index of
+    # open rows for status = 'sending' (whose dead entries pile up during a send) over
+    # a thousand primary-key lookups.
+    rows = [{**row, "b_status": DeliveryStatus.SENDING.value} for row in rows]
     if session.get_bind().dialect.name != "postgresql":
-        rows = [{**row, "b_status": sending} for row in rows]
         match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
         return bulk_update(session, table, rows, match=match)
     first = rows[0]
@@ -247,7 +250,7 @@ def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
     dialect = postgresql.dialect()
 
     def type_of(key: str) -> str:
-        column = {"b_id": "id", "b_attempts": "attempts"}.get(key, key)
+        column = {"b_id": "id", "b_attempts": "attempts", "b_status": "status"}.get(key, key)
         return str(table.c[column].type.compile(dialect=dialect))
 
     setting = [f"{key} = CAST(:{key} AS {type_of(key)})" for key in shared] + [
@@ -257,11 +260,10 @@ def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
     sql = (
         f"UPDATE {table.name} AS t SET {', '.join(setting)} "
         f"FROM unnest({arrays}) AS v({', '.join(varying)}) "
-        "WHERE t.id = v.b_id AND t.attempts = v.b_attempts AND t.status = :b_status"
+        "WHERE t.id = v.b_id AND t.attempts = v.b_attempts AND t.status = v.b_status"
     )
     params: dict[str, Any] = {key: first[key] for key in shared}
     params |= {key: [row[key] for row in rows] for key in varying}
-    params["b_status"] = sending
     result = session.execute(text(sql), params)
     return int(getattr(result, "rowcount", 0))
 
