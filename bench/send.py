@@ -291,7 +291,8 @@ def report(
     batched, single = results
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
-        f" --workers {args.workers} --rss-every {args.rss_every}{' --hold' if args.hold else ''}`"
+        f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
+        f"{' --hold' if args.hold else ''}`"
         f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
