@@ -36,6 +36,8 @@ class InvalidToken(Exception):
 
 
 def _encode(ids: tuple[int, ...]) -> str:
+    if len(ids) == 1:
+        return _base36(ids[0])
     return ".".join(_base36(number) for number in ids)
 
 
@@ -175,8 +177,9 @@ class Links:
     def lesson(self, subscriber_id: int, delivery_id: int) -> tuple[str, str, str]:
         """A lesson's unsubscribe, preferences and click links, the subscriber id encoded once."""
         unsubscribe, preferences = self.tokens.make_each((UNSUBSCRIBE, PREFERENCES), subscriber_id)
+        click = self.tokens.make(CLICK, delivery_id)
         base = self.base_url
-        return f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}", self.click(delivery_id)
+        return f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}", f"{base}/r/{click}"
 
     def confirm(self, subscriber_id: int, consent_id: int) -> str:
         token = self.tokens.make(CONFIRM, subscriber_id, consent_id)

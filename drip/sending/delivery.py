@@ -218,17 +218,20 @@ class _Outcomes:
     def write(self, session: Session, attempts: dict[int, int]) -> bool:
         """Write every outcome for rows this worker still holds; True if it held them all."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        sending = DeliveryStatus.SENDING.value
         for delivery_id, values in self.rows.items():
-            row = {"b_id": delivery_id, "b_attempts": attempts[delivery_id], **values}
+            row = {"b_id": delivery_id, "b_attempts": attempts[delivery_id], "b_status": sending}
+            row.update(values)
             if delivery_id in self.flagged:
                 row["possible_duplicate"] = True
-            groups.setdefault(tuple(sorted(row)), []).append(row)
+            # Keys in the order they were set: each outcome sets its columns in one order.
+            groups.setdefault(tuple(row), []).append(row)
         written = sum(_update_held(session, rows) for rows in groups.values())
         return written == len(self.rows)
 
 
 def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Set each row's values on the deliveries still sending under its attempt count.
+    """Set each row's values on the deliveries still in b_status under its attempt count.
 
     On PostgreSQL one statement: the ids and attempt counts travel as arrays
     through unnest(), and so does any value that differs between rows; a value
@@ -236,11 +239,10 @@ def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
     request) is one parameter. Elsewhere an executemany.
     """
     table = cast(Table, Delivery.__table__)
-    # The status to match travels as an array on PostgreSQL, though it is the same for
-    # every row: compared with a constant, the planner may pick the partial index of
-    # open rows for status = 'sending' (whose dead entries pile up during a send) over
-    # a thousand primary-key lookups.
-    rows = [{**row, "b_status": DeliveryStatus.SENDING.value} for row in rows]
+    # The status to match (b_status, "sending") travels as an array on PostgreSQL, though
+    # it is the same for every row: compared with a constant, the planner may pick the
+    # partial index of open rows for status = 'sending' (whose dead entries pile up
+    # during a send) over a thousand primary-key lookups.
     if session.get_bind().dialect.name != "postgresql":
         match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
         return bulk_update(session, table, rows, match=match)
