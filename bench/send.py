@@ -19,6 +19,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class Result:
     tick_s: float
     total_s: float
     requests: int
+    send_s: float = 0.0  # with --hold: from the first hand-out after the tick to the last record
 
     @property
     def rate(self) -> float:
@@ -94,9 +96,15 @@ def sent_count(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-def sink_requests(sink_url: str) -> int:
+def sink_stats(sink_url: str) -> dict[str, int]:
+    """The sink's counters: requests, and messages (personalizations accepted)."""
     with urllib.request.urlopen(f"{sink_url}/__sink/stats", timeout=5) as answer:
-        return int(json.load(answer)["requests"])
+        stats = json.load(answer)
+    return {"requests": int(stats["requests"]), "messages": int(stats["messages"])}
+
+
+def sink_requests(sink_url: str) -> int:
+    return sink_stats(sink_url)["requests"]
 
 
 def wait_for_port(port: int, timeout: float = 20) -> None:
@@ -130,8 +138,54 @@ def environment(
     return env
 
 
+class MemoryCurve:
+    """Worker resident memory sampled as the sends progress, to tell warm-up from growth.
+
+    A sample at the start, one once the first batches are recorded (every worker
+    child has imported, connected and rendered by then), then one every ``every``
+    sends and one at the end.
+    """
+
+    def __init__(self, pids: list[int], every: int, warm_up: int) -> None:
+        self.pids = pids
+        self.every = every
+        self.warm_up = warm_up
+        self.samples: list[tuple[str, int, float]] = []
+        self._next = 0
+
+    def rss(self) -> float:
+        return sum(tree_rss_mb(pid) for pid in self.pids)
+
+    def start(self) -> None:
+        self.samples.append(("start", 0, self.rss()))
+        self._next = self.warm_up
+
+    def progress(self, sent: int) -> None:
+        if self._next and sent >= self._next:
+            label = "after warm-up" if self._next == self.warm_up else ""
+            self.samples.append((label, sent, self.rss()))
+            self._next = (sent // self.every + 1) * self.every
+
+    def end(self, sent: int) -> None:
+        self.samples.append(("end", sent, self.rss()))
+
+    def growth(self) -> float:
+        """From the sample after warm-up to the end."""
+        warm = next((mb for label, _, mb in self.samples if label == "after warm-up"), None)
+        if warm is None:
+            warm = self.samples[0][2]
+        return self.samples[-1][2] - warm
+
+
 def run_path(
-    label: str, url: str, settings: Settings, sink_url: str, count: int, batch_size: int
+    label: str,
+    url: str,
+    settings: Settings,
+    sink_url: str,
+    count: int,
+    batch_size: int,
+    memory: MemoryCurve | None = None,
+    hold: bool = False,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
@@ -140,11 +194,20 @@ def run_path(
     app = create_app(settings.with_overrides(batch_size=batch_size))
     services = app.extensions["drip"]
     celery = app.extensions["celery"]
-    requests_before = sink_requests(sink_url)
+    before = sink_stats(sink_url)
+    watcher = threading.Thread(
+        target=watch, args=(label, sink_url, before["messages"], count, memory), daemon=True
+    )
     started = time.perf_counter()
+    watcher.start()
+    held: list[list[int]] = []
     with celery.producer_or_acquire() as producer:
+
+        def hand_out(ids: list[int]) -> None:
+            celery.send_task("drip.send_batch", args=[ids], producer=producer)
+
         # The real tick: it hands each committed chunk to the workers at once,
-        # so sending overlaps materializing.
+        # so sending overlaps materializing (unless held back to time the workers alone).
         tick = dispatch.run_tick(
             services.database,
             services.course,
@@ -152,18 +215,23 @@ def run_path(
             day_seconds=settings.day_seconds,
             lease_seconds=settings.lease_seconds,
             batch_size=batch_size,
-            enqueue=lambda ids: celery.send_task("drip.send_batch", args=[ids], producer=producer),
+            enqueue=held.append if hold else hand_out,
         )
-    tick_s = time.perf_counter() - started
+        tick_s = time.perf_counter() - started
+        sending = time.perf_counter()
+        for ids in held:
+            hand_out(ids)
     materialized = tick.materialized
     assert materialized == count, (materialized, count)
-    progress_at = time.monotonic()
+    watcher.join()
+    # Every email is at the sink: now wait for the database to record them all (a count
+    # over the whole table, so only now, not while the workers share the cores).
     while (done := sent_count(url)) < count:
-        if time.monotonic() - progress_at > 10:
-            print(f"  {label}: {done:,}/{count:,} sent", file=sys.stderr)
-            progress_at = time.monotonic()
-        time.sleep(1)
+        time.sleep(0.1)
     total_s = time.perf_counter() - started
+    send_s = time.perf_counter() - sending
+    if memory is not None:
+        memory.end(done)
     services.database.dispose()
     return Result(
         label,
@@ -171,8 +239,30 @@ def run_path(
         batch_size,
         tick_s,
         total_s,
-        sink_requests(sink_url) - requests_before,
+        sink_requests(sink_url) - before["requests"],
+        send_s if hold else 0.0,
     )
+
+
+def watch(
+    label: str,
+    sink_url: str,
+    messages_before: int,
+    count: int,
+    memory: MemoryCurve | None,
+) -> None:
+    """Follow the sends at the sink (cheap to ask, unlike counting the deliveries table),
+    sampling the workers' memory as they go; returns once every email reached the sink."""
+    if memory is not None:
+        memory.start()
+    progress_at = time.monotonic()
+    while (done := sink_stats(sink_url)["messages"] - messages_before) < count:
+        if memory is not None:
+            memory.progress(done)
+        if time.monotonic() - progress_at > 10:
+            print(f"  {label}: {done:,}/{count:,} at the sink", file=sys.stderr)
+            progress_at = time.monotonic()
+        time.sleep(0.2)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -196,12 +286,14 @@ def report(
     results: list[Result],
     args: argparse.Namespace,
     workers: int,
-    memory: tuple[float, float] | None = None,
+    memory: MemoryCurve | None = None,
 ) -> str:
     batched, single = results
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
-        f" --workers {args.workers}` ({workers} worker processes, "
+        f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
+        f"{' --hold' if args.hold else ''}`"
+        f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
         "| path | emails | per request | requests | tick s | total s | emails/s |",
@@ -213,13 +305,27 @@ def report(
             f"{r.tick_s:.2f} | {r.total_s:.2f} | {r.rate:,.0f} |"
         )
     lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
-    if memory:
-        before, after = memory
+    if args.hold:
         lines += [
             "",
-            f"Worker resident memory (all {workers} workers with their pool processes): "
-            f"{before:,.0f} MB before the batched run, {after:,.0f} MB after "
-            f"({after - before:+,.0f} MB over {batched.emails:,} sends)",
+            "Held until the tick was done (the workers alone, the tick not sharing the cores): "
+            f"batched {batched.emails / batched.send_s:,.0f} emails/s "
+            f"({batched.send_s:.2f} s), one per request "
+            f"{single.emails / single.send_s:,.0f} emails/s ({single.send_s:.2f} s)",
+        ]
+    if memory:
+        lines += [
+            "",
+            f"Worker resident memory (all {workers} workers with their pool processes), "
+            "batched run:",
+            "",
+            "| sample | sent | RSS MB |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {label} | {sent:,} | {mb:,.0f} |" for label, sent, mb in memory.samples]
+        lines += [
+            "",
+            f"Growth after warm-up: **{memory.growth():+,.0f} MB** over {batched.emails:,} sends",
         ]
     return "\n".join(lines)
 
@@ -229,6 +335,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single", type=int, default=2_000, help="emails sent one per request")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=1, help="prefork children per worker")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="hand the batches out only once the tick is done, to time the workers alone",
+    )
+    parser.add_argument(
+        "--rss-every",
+        type=int,
+        default=100_000,
+        help="sample the workers' resident memory every this many sends",
+    )
 
 
 def main(args: argparse.Namespace) -> str:
@@ -260,11 +377,16 @@ def main(args: argparse.Namespace) -> str:
 
         settings = load_settings(env)
         worker_pids = [child.pid for child in children[1:]]
-        before = sum(tree_rss_mb(pid) for pid in worker_pids)
-        batched = run_path("batched", url, settings, sink_url, args.subscribers, 1000)
-        after = sum(tree_rss_mb(pid) for pid in worker_pids)
-        single = run_path("one per request", url, settings, sink_url, args.single, 1)
-        return report([batched, single], args, args.workers, (before, after))
+        # Warm-up: two batches per worker child recorded.
+        warm_up = min(args.subscribers, 2 * 1000 * args.workers * args.concurrency)
+        memory = MemoryCurve(worker_pids, args.rss_every, warm_up)
+        batched = run_path(
+            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold
+        )
+        single = run_path(
+            "one per request", url, settings, sink_url, args.single, 1, None, args.hold
+        )
+        return report([batched, single], args, args.workers, memory)
     finally:
         for child in children:
             child.terminate()

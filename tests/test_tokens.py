@@ -78,3 +78,21 @@ RELEASED = {
 def test_links_sent_by_an_earlier_release_still_work(purpose: str, released: str) -> None:
     assert Tokens(SECRET).make(purpose, 42) == released
     assert Tokens(SECRET).read(purpose, released) == [42]
+
+
+def test_links_made_without_itsdangerous_are_the_ones_it_makes_and_reads() -> None:
+    made = Tokens(SECRET)
+    for purpose in (tokens.UNSUBSCRIBE, tokens.PREFERENCES, tokens.CLICK):
+        for number in (0, 1, 35, 36, 42, 1_000_000, 2**40 + 17):
+            token = made.make(purpose, number)
+            assert token == made._signers[purpose].sign(tokens._encode((number,))).decode()
+            assert made.read(purpose, token) == [number]
+    # A key longer than SHA-1's block is hashed first, as HMAC does.
+    long_key = Tokens("k" * 200)
+    assert long_key.read(tokens.CLICK, long_key.make(tokens.CLICK, 5)) == [5]
+    assert long_key.make(tokens.CLICK, 5) == long_key._signers[tokens.CLICK].sign(b"5").decode()
+
+
+def test_a_lessons_links_are_the_ones_made_one_by_one() -> None:
+    links = Links("https://drip.test", Tokens(SECRET))
+    assert links.lesson(42, 77) == (links.unsubscribe(42), links.preferences(42), links.click(77))

@@ -106,8 +106,13 @@ def personal_values(
     preferences_url: str = "",
     cta_url: str = "",
     confirm_url: str = "",
+    check: bool = True,
 ) -> dict[str, str]:
-    """One recipient's placeholder values; an empty URL is left out, so its slot stays visible."""
+    """One recipient's placeholder values; an empty URL is left out, so its slot stays visible.
+
+    ``check=False`` skips the check of each URL, for a caller that checked links made
+    the same way already (a batch's links differ only in their tokens' safe characters).
+    """
     urls = {
         UNSUBSCRIBE_URL: unsubscribe_url,
         # There is no separate preferences page: the unsubscribe page is where
@@ -116,7 +121,10 @@ def personal_values(
         CTA_URL: cta_url,
         CONFIRM_URL: confirm_url,
     }
-    values = {slot: _checked_url(url) for slot, url in urls.items() if url}
+    if check:
+        values = {slot: _checked_url(url) for slot, url in urls.items() if url}
+    else:
+        values = {slot: url for slot, url in urls.items() if url}
     name = " ".join(first_name.split()) or "there"
     # The name goes last: substitutions apply in order, so a name that looks
     # like a placeholder is inserted as-is and never expanded.

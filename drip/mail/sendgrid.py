@@ -124,10 +124,11 @@ def _personalization(recipient: Recipient) -> dict[str, Any]:
         "to": [_address(recipient.email, recipient.name)],
         "custom_args": {CUSTOM_ARG_KEY: recipient.key},
     }
+    # The recipient's own dicts, not copies: the body is only read (serialized) from here on.
     if recipient.substitutions:
-        item["substitutions"] = dict(recipient.substitutions)
+        item["substitutions"] = recipient.substitutions
     if recipient.headers:
-        item["headers"] = dict(recipient.headers)
+        item["headers"] = recipient.headers
     return item
 
 

@@ -73,11 +73,16 @@ def open_circuit(database: Database, reason: str, *, now: datetime) -> None:
 def close_circuit(database: Database, *, now: datetime) -> bool:
     """Resume sending; True when the circuit was open. Cheap when it is already closed."""
     with database.session() as session:
-        beat = session.get(Heartbeat, NAME)
-        if not _status(beat).open:
-            return False
-        _write(session, now, {"state": CLOSED, "reason": "", "opened_at": None})
-        return True
+        return close_in(session, now=now)
+
+
+def close_in(session: Session, *, now: datetime) -> bool:
+    """close_circuit inside the caller's transaction (a sender's outcome write)."""
+    beat = session.get(Heartbeat, NAME, populate_existing=True)
+    if not _status(beat).open:
+        return False
+    _write(session, now, {"state": CLOSED, "reason": "", "opened_at": None})
+    return True
 
 
 def claim_probe(database: Database, *, now: datetime, probe_seconds: float = PROBE_SECONDS) -> bool:

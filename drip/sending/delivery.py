@@ -35,7 +35,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Integer, Table, any_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import (
@@ -70,7 +71,7 @@ from drip.mail.base import (
     TransientError,
 )
 from drip.sending import circuit
-from drip.sending.buyers import buyers
+from drip.sending.buyers import buyers, has_bought
 from drip.sending.dispatch import MAX_ATTEMPTS, retry_delay
 from drip.sending.journal import ACCEPTED, POSTING, JournalUnavailable, SendJournal
 from drip.sending.lease import LeaseKeeper
@@ -118,49 +119,82 @@ def rendered_lesson(
     return render.render_lesson(course, course.lesson(number), base_url, buyer=buyer)
 
 
-def _claim(session: Session, delivery_ids: Sequence[int], now: datetime, lease: int) -> list[int]:
-    return list(
+# What sending a delivery needs to know, read as it is claimed.
+_LOADED = (
+    Delivery.id,
+    Delivery.lesson,
+    Delivery.attempts,
+    Delivery.subscriber_id,
+    Delivery.enrollment_id,
+    Subscriber.email,
+    Subscriber.first_name,
+    Subscriber.status.label("subscriber_status"),
+    Enrollment.status.label("enrollment_status"),
+)
+
+
+def _claim(
+    session: Session, delivery_ids: Sequence[int], now: datetime, lease: int
+) -> tuple[list[Any], set[int]]:
+    """Claim the deliveries still queued among ``delivery_ids``: their rows and who bought.
+
+    On PostgreSQL one statement claims, reads each subscriber and enrollment and
+    asks who bought; the ids travel as one array (``= ANY``) rather than a
+    thousand parameters that SQLAlchemy renders and psycopg parses every batch.
+    SQLite cannot return columns of the joined tables from an UPDATE, so there
+    it is three statements in the same transaction.
+    """
+    claiming = update(Delivery).values(
+        status=DeliveryStatus.SENDING.value,
+        lease_until=now + timedelta(seconds=lease),
+        attempts=Delivery.attempts + 1,
+    )
+    queued = Delivery.status == DeliveryStatus.QUEUED.value
+    if session.get_bind().dialect.name == "postgresql":
+        ids = bindparam("ids", list(delivery_ids), type_=postgresql.ARRAY(Integer))
+        rows = session.connection().execute(
+            claiming.where(
+                Delivery.id == any_(ids),
+                queued,
+                Subscriber.id == Delivery.subscriber_id,
+                Enrollment.id == Delivery.enrollment_id,
+            ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
+        )
+        loaded = list(rows.all())
+        return loaded, {row.subscriber_id for row in loaded if row.buyer}
+    claimed = list(
         session.scalars(
-            update(Delivery)
-            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.QUEUED.value)
-            .values(
-                status=DeliveryStatus.SENDING.value,
-                lease_until=now + timedelta(seconds=lease),
-                attempts=Delivery.attempts + 1,
-            )
-            .returning(Delivery.id)
+            claiming.where(Delivery.id.in_(delivery_ids), queued).returning(Delivery.id)
         )
     )
-
-
-def _load(session: Session, delivery_ids: Sequence[int]) -> list[Any]:
-    return list(
+    if not claimed:
+        return [], set()
+    loaded = list(
         session.execute(
-            select(
-                Delivery.id,
-                Delivery.lesson,
-                Delivery.attempts,
-                Delivery.subscriber_id,
-                Delivery.enrollment_id,
-                Subscriber.email,
-                Subscriber.first_name,
-                Subscriber.status.label("subscriber_status"),
-                Enrollment.status.label("enrollment_status"),
-            )
+            select(*_LOADED)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
-            .where(Delivery.id.in_(delivery_ids))
+            .where(Delivery.id.in_(claimed))
         ).all()
     )
+    return loaded, buyers(session, {row.subscriber_id for row in loaded})
 
 
-def _recipient(row: Any, links: Links) -> Recipient:
-    unsubscribe_url = links.unsubscribe(row.subscriber_id)
+def _recipients(rows: list[Any], links: Links) -> tuple[Recipient, ...]:
+    # The links of a batch differ only in their tokens, whose characters (base 36, ".",
+    # "~" and URL-safe base64) are all usable in an email: checking the first recipient's
+    # links checks the base URL they all share.
+    return tuple(_recipient(row, links, check=index == 0) for index, row in enumerate(rows))
+
+
+def _recipient(row: Any, links: Links, check: bool = True) -> Recipient:
+    unsubscribe_url, preferences_url, cta_url = links.lesson(row.subscriber_id, row.id)
     values = render.personal_values(
         first_name=row.first_name,
         unsubscribe_url=unsubscribe_url,
-        preferences_url=links.preferences(row.subscriber_id),
-        cta_url=links.click(row.id),
+        preferences_url=preferences_url,
+        cta_url=cta_url,
+        check=check,
     )
     return Recipient(
         key=str(row.id),
@@ -184,20 +218,56 @@ class _Outcomes:
     def write(self, session: Session, attempts: dict[int, int]) -> bool:
         """Write every outcome for rows this worker still holds; True if it held them all."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        sending = DeliveryStatus.SENDING.value
         for delivery_id, values in self.rows.items():
-            row = {
-                "b_id": delivery_id,
-                "b_status": DeliveryStatus.SENDING.value,
-                "b_attempts": attempts[delivery_id],
-                **values,
-            }
+            row = {"b_id": delivery_id, "b_attempts": attempts[delivery_id], "b_status": sending}
+            row.update(values)
             if delivery_id in self.flagged:
                 row["possible_duplicate"] = True
-            groups.setdefault(tuple(sorted(row)), []).append(row)
-        table = cast(Table, Delivery.__table__)
-        match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
-        written = sum(bulk_update(session, table, rows, match=match) for rows in groups.values())
+            # Keys in the order they were set: each outcome sets its columns in one order.
+            groups.setdefault(tuple(row), []).append(row)
+        written = sum(_update_held(session, rows) for rows in groups.values())
         return written == len(self.rows)
+
+
+def _update_held(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Set each row's values on the deliveries still in b_status under its attempt count.
+
+    On PostgreSQL one statement: the ids and attempt counts travel as arrays
+    through unnest(), and so does any value that differs between rows; a value
+    the whole batch shares (sent, its time and message id, after an accepted
+    request) is one parameter. Elsewhere an executemany.
+    """
+    table = cast(Table, Delivery.__table__)
+    # The status to match (b_status, "sending") travels as an array on PostgreSQL, though
+    # it is the same for every row: compared with a constant, the planner may pick the
+    # partial index of open rows for status = 'sending' (whose dead entries pile up
+    # during a send) over a thousand primary-key lookups.
+    if session.get_bind().dialect.name != "postgresql":
+        match = {"b_id": "id", "b_status": "status", "b_attempts": "attempts"}
+        return bulk_update(session, table, rows, match=match)
+    first = rows[0]
+    shared = [key for key in first if key[:2] != "b_" and all(r[key] == first[key] for r in rows)]
+    varying = [key for key in first if key not in shared]
+    dialect = postgresql.dialect()
+
+    def type_of(key: str) -> str:
+        column = {"b_id": "id", "b_attempts": "attempts", "b_status": "status"}.get(key, key)
+        return str(table.c[column].type.compile(dialect=dialect))
+
+    setting = [f"{key} = CAST(:{key} AS {type_of(key)})" for key in shared] + [
+        f"{key} = v.{key}" for key in varying if key[:2] != "b_"
+    ]
+    arrays = ", ".join(f"CAST(:{key} AS {type_of(key)}[])" for key in varying)
+    sql = (
+        f"UPDATE {table.name} AS t SET {', '.join(setting)} "
+        f"FROM unnest({arrays}) AS v({', '.join(varying)}) "
+        "WHERE t.id = v.b_id AND t.attempts = v.b_attempts AND t.status = v.b_status"
+    )
+    params: dict[str, Any] = {key: first[key] for key in shared}
+    params |= {key: [row[key] for row in rows] for key in varying}
+    result = session.execute(text(sql), params)
+    return int(getattr(result, "rowcount", 0))
 
 
 def _until_the_database_answers() -> Retrying:
@@ -233,12 +303,13 @@ def deliver_batch(
     now = clock()
     report = BatchReport()
     with database.session() as session:
-        claimed = _claim(session, delivery_ids, now, lease_seconds)
+        rows, bought = _claim(session, delivery_ids, now, lease_seconds)
+    claimed = [row.id for row in rows]
     report.claimed = len(claimed)
     if not claimed:
         return report
     with LeaseKeeper(database, claimed, lease_seconds=lease_seconds, clock=clock):
-        _deliver_claimed(database, course, mailer, links, claimed, report, clock, journal)
+        _deliver_claimed(database, course, mailer, links, rows, bought, report, clock, journal)
     return report
 
 
@@ -247,14 +318,13 @@ def _deliver_claimed(
     course: Course,
     mailer: Mailer,
     links: Links,
-    claimed: list[int],
+    rows: list[Any],
+    bought: set[int],
     report: BatchReport,
     clock: Callable[[], datetime],
     journal: SendJournal | None,
 ) -> None:
-    with database.session() as session:
-        rows = _load(session, claimed)
-        bought = buyers(session, {row.subscriber_id for row in rows})
+    claimed = [row.id for row in rows]
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock, journal)
     rows = sender.recall(rows)
     sendable: dict[tuple[int, bool], list[Any]] = {}
@@ -275,15 +345,20 @@ def _deliver_claimed(
             sendable.setdefault((row.lesson, row.subscriber_id in bought), []).append(row)
     for (lesson, buyer), lesson_rows in sendable.items():
         sender.send(_lesson_batch(course, links, lesson, lesson_rows, buyer=buyer))
-    # The circuit first: released rows must not be queued again before it is open,
-    # or a tick in between hands them out to a provider that refuses our key.
+    if report.disabled:
+        # The circuit first: released rows must not be queued again before it is open,
+        # or a tick in between hands them out to a provider that refuses our key.
+        for attempt in _until_the_database_answers():
+            with attempt:
+                circuit.open_circuit(database, report.disabled, now=clock())
     for attempt in _until_the_database_answers():
-        with attempt:
-            _update_circuit(database, report, clock())
-    for attempt in _until_the_database_answers():
+        # One transaction: the outcomes, and after an accepted request the circuit closed
+        # and the lessons backing off after the provider's errors pulled forward.
         with attempt, database.session() as session:
             held_all = sender.outcomes.write(session, sender.attempts)
             _hand_back(session, paused)
+            if report.sent and not report.disabled:
+                _provider_takes_batches(session, clock())
     report.skipped += len(paused)
     if held_all and journal is not None:
         # The database holds every outcome now; a row another worker took over keeps
@@ -322,34 +397,26 @@ def _pinned(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
-def _update_circuit(database: Database, report: BatchReport, now: datetime) -> None:
-    if report.disabled:
-        circuit.open_circuit(database, report.disabled, now=now)
-    elif report.sent:
-        # An accepted batch proves the credentials work again (a half-open probe).
-        circuit.close_circuit(database, now=now)
-        _retry_waiting_now(database, now)
-
-
-def _retry_waiting_now(database: Database, now: datetime) -> None:
-    """The provider takes batches again: lessons backing off after its errors go at the next
-    tick, not minutes or an hour later when their backoff would have run out.
+def _provider_takes_batches(session: Session, now: datetime) -> None:
+    """An accepted batch proves the credentials work again (a half-open probe closes the
+    circuit), and lessons backing off after the provider's errors go at the next tick,
+    not minutes or an hour later when their backoff would have run out.
 
     Retrying rows only ever come from a batch the provider did not take as a whole (a 5xx,
     a refused connection, no answer), so one accepted batch says they may go now. Rows
     waiting for a rate limit's reset keep waiting: the provider said when they may go.
     """
-    with database.session() as session:
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.status == DeliveryStatus.RETRYING.value,
-                Delivery.next_attempt_at > now,
-                Delivery.error.not_like(f"{WAITING_FOR_RESET}%"),
-            )
-            .values(next_attempt_at=now)
-            .execution_options(synchronize_session=False)
+    circuit.close_in(session, now=now)
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == DeliveryStatus.RETRYING.value,
+            Delivery.next_attempt_at > now,
+            Delivery.error.not_like(f"{WAITING_FOR_RESET}%"),
         )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def possible_duplicates(database: Database, course_slug: str | None = None) -> int:
@@ -372,7 +439,7 @@ def _lesson_batch(
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,
-        recipients=tuple(_recipient(row, links) for row in rows),
+        recipients=_recipients(rows, links),
         category=f"lesson-{lesson:02d}",
     )
 
@@ -408,6 +475,12 @@ class _Sender:
         """
         if self.journal is None:
             return rows
+        if all(row.attempts == 1 for row in rows):
+            # Claimed for the first time (attempts counts this claim): no earlier
+            # attempt of theirs can have a note. A released row gets its attempt back
+            # only when its request was refused for certain or never made; an operator's
+            # retry (attempts back to 0) follows a written outcome, whose notes went then.
+            return rows
         try:
             known = self.journal.read([row.id for row in rows])
         except JournalUnavailable as exc:
@@ -417,10 +490,11 @@ class _Sender:
             self.report.released += len(rows)
             return []
         still: list[Any] = []
+        now = self.clock()
         for row in rows:
             entry = known.get(row.id)
             if entry is not None and entry.state == ACCEPTED:
-                self._sent(row.id, entry.message_id)
+                self._sent(row.id, entry.message_id, now)
                 continue
             if entry is not None and entry.state == POSTING:
                 self.outcomes.flagged.add(row.id)
@@ -513,11 +587,11 @@ class _Sender:
             error=error[:500],
         )
 
-    def _sent(self, delivery_id: int, message_id: str) -> None:
+    def _sent(self, delivery_id: int, message_id: str, at: datetime) -> None:
         self.outcomes.set(
             delivery_id,
             status=DeliveryStatus.SENT.value,
-            sent_at=self.clock(),
+            sent_at=at,
             message_id=message_id[:100],
             error="",
         )
@@ -551,6 +625,7 @@ class _Sender:
         (SendGrid has no idempotency key)."""
         self.report.errors.append(str(exc))
         unknown = isinstance(exc, OutcomeUnknown)
+        now = self.clock()
         for recipient in batch.recipients:
             delivery_id = int(recipient.key)
             tries = self.attempts[delivery_id]
@@ -562,16 +637,17 @@ class _Sender:
                 self.outcomes.set(delivery_id, status=DeliveryStatus.FAILED.value, **values)
                 self.report.failed += 1
                 continue
-            at = self.clock() + timedelta(seconds=retry_delay(tries))
+            at = now + timedelta(seconds=retry_delay(tries))
             self.outcomes.set(
                 delivery_id, status=DeliveryStatus.RETRYING.value, next_attempt_at=at, **values
             )
             self.report.retrying += 1
 
     def record(self, results: list[SendResult]) -> None:
+        now = self.clock()  # one answer, one moment: the batch's rows share one write
         for result in results:
             if result.accepted:
-                self._sent(int(result.key), result.message_id)
+                self._sent(int(result.key), result.message_id, now)
             else:
                 self.outcomes.set(
                     int(result.key), status=DeliveryStatus.FAILED.value, error=result.error[:500]
