@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -160,50 +160,38 @@ def subscribe(
     return SignupOutcome(subscriber.id, record.id)
 
 
-# `subscribe`'s rules as one PostgreSQL statement for any number of signups
-# (distinct addresses), for the signup form and API: one round trip that
-# commits by itself. Keep the two in step (tests/test_resignup.py,
+# `subscribe`'s rules as one PostgreSQL statement, for the signup form and API: one
+# round trip that commits by itself. Keep the two in step (tests/test_resignup.py,
 # tests/test_consent.py and tests/test_privacy.py run these rules through the web).
-_SIGNUPS_POSTGRESQL = text(
+_SIGNUP_POSTGRESQL = text(
     """
-WITH input AS (
-  SELECT * FROM unnest(
-    CAST(:email AS text[]), CAST(:email_hash AS text[]), CAST(:first_name AS text[]),
-    CAST(:timezone AS text[]), CAST(:source AS text[]), CAST(:text AS text[]),
-    CAST(:text_version AS text[]), CAST(:ip AS text[]), CAST(:user_agent AS text[])
-  ) AS i(email, email_hash, first_name, timezone, source, text, text_version, ip, user_agent)
-), looked_up AS (
-  SELECT input.*, known.id AS known_id,
-         (SELECT reason FROM suppressions WHERE email_hash = input.email_hash) AS reason
-  FROM input LEFT JOIN subscribers AS known ON known.email = input.email
-), allowed AS (
-  SELECT * FROM looked_up WHERE reason IS NULL OR reason = :erased
+WITH blocked AS (
+  SELECT reason FROM suppressions WHERE email_hash = :email_hash
+), known AS (
+  SELECT id, status FROM subscribers WHERE email = :email
 ), new_subscriber AS (
   INSERT INTO subscribers (email, first_name, timezone, status, created_at)
-  SELECT email, first_name, timezone, :pending, :now FROM allowed WHERE known_id IS NULL
+  SELECT :email, :first_name, :timezone, 'pending', :now
+  WHERE NOT EXISTS (SELECT 1 FROM blocked WHERE reason <> :erased)
+    AND NOT EXISTS (SELECT 1 FROM known)
   ON CONFLICT (email) DO NOTHING
-  RETURNING id, email
+  RETURNING id
 ), again AS (
   UPDATE subscribers
-  SET first_name = CASE WHEN allowed.first_name = '' THEN subscribers.first_name
-                        ELSE allowed.first_name END,
-      timezone = allowed.timezone, confirmation_sent_at = NULL
-  FROM allowed
-  WHERE subscribers.id = allowed.known_id AND subscribers.status IN (:pending, :unsubscribed)
-  RETURNING subscribers.id, subscribers.email
-), signed_up AS (
-  SELECT id, email FROM new_subscriber UNION ALL SELECT id, email FROM again
+  SET first_name = CASE WHEN :first_name = '' THEN first_name ELSE :first_name END,
+      timezone = :timezone, confirmation_sent_at = NULL
+  WHERE id = (SELECT id FROM known) AND status IN (:pending, :unsubscribed)
+    AND NOT EXISTS (SELECT 1 FROM blocked WHERE reason <> :erased)
+  RETURNING id
 ), consent AS (
   INSERT INTO consents (subscriber_id, source, text, text_version, ip, user_agent, created_at,
                         confirmed_ip, lifts_suppression_hash, confirmation_due_at)
-  SELECT signed_up.id, allowed.source, allowed.text, allowed.text_version, allowed.ip,
-         allowed.user_agent, :now, '',
-         CASE WHEN allowed.reason IS NOT NULL THEN allowed.email_hash END, :now
-  FROM signed_up JOIN allowed ON allowed.email = signed_up.email
+  SELECT id, :source, :text, :text_version, :ip, :user_agent, :now, '',
+         CASE WHEN EXISTS (SELECT 1 FROM blocked) THEN :email_hash END, :now
+  FROM (SELECT id FROM new_subscriber UNION ALL SELECT id FROM again) AS signed_up
   RETURNING subscriber_id, id
 )
-SELECT signed_up.email, consent.subscriber_id, consent.id
-FROM consent JOIN signed_up ON signed_up.id = consent.subscriber_id
+SELECT subscriber_id, id FROM consent
 """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
@@ -245,9 +233,6 @@ _sqlite_writers: dict[str, threading.Lock] = {}
 _sqlite_writers_lock = threading.Lock()
 
 
-Signup = tuple[SignupInput, ConsentContext]
-
-
 def record_signup(
     database: Database,
     signup: SignupInput,
@@ -256,112 +241,58 @@ def record_signup(
     now: datetime,
     secret_key: str,
 ) -> SignupOutcome:
-    """`subscribe` as the signup form and API need it: committed when it returns."""
-    (outcome,) = record_signups(database, [(signup, consent)], now=now, secret_key=secret_key)
-    return outcome
-
-
-def record_signups(
-    database: Database, signups: Sequence[Signup], *, now: datetime, secret_key: str
-) -> list[SignupOutcome]:
-    """`record_signup` for several signups at once, in order, all committed when it returns.
+    """`subscribe` as the signup form and API need it: committed when it returns.
 
     On PostgreSQL one statement that commits by itself; on SQLite one short
-    transaction. Same rules, same outcomes as `subscribe` for each in turn.
+    transaction. Same rules, same outcome as `subscribe` in its own session.
     """
-    rows = [_values(signup, consent, secret_key) for signup, consent in signups]
-    if database.is_sqlite:
-        return _record_signups_sqlite(database, rows, now)
-    outcomes: list[SignupOutcome] = []
-    # One address twice in a batch: the second waits for a statement of its own,
-    # so that it finds the first one's subscriber (as it would one after the other).
-    for part in _distinct_runs(rows):
-        found = _record_signups_postgresql(database, part, now)
-        outcomes += [found.get(row["email"], SignupOutcome()) for row in part]
-    return outcomes
-
-
-def _values(signup: SignupInput, consent: ConsentContext, secret_key: str) -> dict[str, str]:
-    return {
+    values = {
         "email": signup.email,
         "email_hash": email_hash(secret_key, signup.email),
         "first_name": signup.first_name,
         "timezone": signup.timezone,
+        "now": now,
         "source": consent.source,
         "text": consent.text,
         "text_version": consent.text_version,
         "ip": consent.ip,
         "user_agent": consent.user_agent[:400],
+        "pending": SubscriberStatus.PENDING.value,
+        "unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
+        "erased": ERASED,
     }
-
-
-def _distinct_runs(rows: list[dict[str, str]]) -> list[list[dict[str, str]]]:
-    runs: list[list[dict[str, str]]] = [[]]
-    seen: set[str] = set()
-    for row in rows:
-        if row["email"] in seen:
-            runs.append([])
-            seen.clear()
-        seen.add(row["email"])
-        runs[-1].append(row)
-    return runs
-
-
-_STATUSES = {
-    "pending": SubscriberStatus.PENDING.value,
-    "unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
-    "erased": ERASED,
-}
-
-
-def _record_signups_postgresql(
-    database: Database, rows: list[dict[str, str]], now: datetime
-) -> dict[str, SignupOutcome]:
-    values: dict[str, Any] = {key: [row[key] for row in rows] for key in rows[0]}
-    values |= _STATUSES | {"now": now}
+    if database.is_sqlite:
+        return _record_signup_sqlite(database, values)
     for attempt in (1, 2):
         try:
             with database.statements.connect() as connection:
-                found = connection.execute(_SIGNUPS_POSTGRESQL, values).all()
+                row = connection.execute(_SIGNUP_POSTGRESQL, values).first()
             break
         except OperationalError as exc:
             # A pooled connection the server dropped (a restart): the statement
             # never ran; try once more on a new connection.
             if attempt == 2 or not exc.connection_invalidated:
                 raise
-    return {
-        email: SignupOutcome(subscriber_id, consent_id)
-        for email, subscriber_id, consent_id in found
-    }
+    return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
 
 
-def _record_signups_sqlite(
-    database: Database, rows: list[dict[str, str]], now: datetime
-) -> list[SignupOutcome]:
+def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupOutcome:
     with _sqlite_writers_lock:
         lock = _sqlite_writers.setdefault(database.url, threading.Lock())
-    outcomes = []
     with lock, database.engine.begin() as connection:
-        for row in rows:
-            values = row | _STATUSES | {"now": now}
-            outcomes.append(_record_signup_sqlite(connection, values))
-    return outcomes
-
-
-def _record_signup_sqlite(connection: Connection, values: dict[str, Any]) -> SignupOutcome:
-    reason, subscriber_id, status = connection.execute(_LOOKUP_SQLITE, values).one()
-    if reason is not None and reason != ERASED:
-        return SignupOutcome()
-    if subscriber_id is None:
-        subscriber_id = connection.execute(_INSERT_SUBSCRIBER_SQLITE, values).scalar_one()
-    elif status not in RESTARTABLE:
-        return SignupOutcome()
-    else:
-        connection.execute(_AGAIN_SQLITE, {**values, "subscriber_id": subscriber_id})
-    lifts = values["email_hash"] if reason else None
-    consent_id = connection.execute(
-        _INSERT_CONSENT_SQLITE, {**values, "subscriber_id": subscriber_id, "lifts": lifts}
-    ).scalar_one()
+        reason, subscriber_id, status = connection.execute(_LOOKUP_SQLITE, values).one()
+        if reason is not None and reason != ERASED:
+            return SignupOutcome()
+        if subscriber_id is None:
+            subscriber_id = connection.execute(_INSERT_SUBSCRIBER_SQLITE, values).scalar_one()
+        elif status not in RESTARTABLE:
+            return SignupOutcome()
+        else:
+            connection.execute(_AGAIN_SQLITE, {**values, "subscriber_id": subscriber_id})
+        lifts = values["email_hash"] if reason else None
+        consent_id = connection.execute(
+            _INSERT_CONSENT_SQLITE, {**values, "subscriber_id": subscriber_id, "lifts": lifts}
+        ).scalar_one()
     return SignupOutcome(subscriber_id, consent_id)
 
 

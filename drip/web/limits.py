@@ -4,12 +4,12 @@ Both live in Redis, so every web process shares them. The per-address limit
 is what stops the signup form from being used to mail-bomb someone: whoever
 types an address in, it gets at most N confirmation emails a day.
 
-A signup checks and counts all of its limits in one round trip (and the
-signups of a batch share it): one Lua script over moving windows (per key,
-a list of the latest hit times, newest first, at most `amount` long: a hit
-is allowed while the entry at `amount - 1` is older than the window). The
-per-client windows are all or nothing (a refused signup counts in none of
-them); the per-address one is counted only when the client is allowed. A refused client gets a
+A signup checks and counts all of its limits in one round trip: one Lua
+script over moving windows (per key, a list of the latest hit times, newest
+first, at most `amount` long: a hit is allowed while the entry at
+`amount - 1` is older than the window). The per-client windows are all or
+nothing (a refused signup counts in none of them), as the per-address one,
+which is only counted when the client is allowed. A refused client gets a
 429 with Retry-After; a Redis that does not answer lets signups through (the
 limits fail open, with a warning in the log).
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,54 +35,39 @@ SIGNUP_LIMIT_MESSAGE = "too many signups from your network; please wait a little
 KEY_PREFIX = "drip-limits"
 DAY_SECONDS = 24 * 3600
 
-# One call for the signups of a batch (drip/web/batching.py), in their order.
-# ARGV[1]: now in seconds; ARGV[2]: how many signups. Then per signup: how
-# many per-client windows it has, whether it has a per-address window (0/1),
-# and the amount and seconds of each of its windows; its KEYS, in the same
-# order, follow those of the signup before it.
-# Returns per signup {0} when counted, or {i, seconds until its i-th window has room}.
+# KEYS: the per-client windows, then (optionally) the per-address window.
+# ARGV[1]: now in seconds; ARGV[2]: how many of KEYS are per-client windows;
+# ARGV[3..]: amount and window seconds of each key, in the order of KEYS.
+# Returns {0} when counted, or {i, seconds until the window of KEYS[i] has room}.
 HIT_SCRIPT = """
 local now = tonumber(ARGV[1])
-local signups = tonumber(ARGV[2])
-local arg = 3
-local key = 1
-local answers = {}
-for s = 1, signups do
-  local clients = tonumber(ARGV[arg])
-  local windows = clients + tonumber(ARGV[arg + 1])
-  arg = arg + 2
-  local function full(i)
-    local amount = tonumber(ARGV[arg + 2 * i - 2])
-    local seconds = tonumber(ARGV[arg + 2 * i - 1])
-    local oldest = redis.call('LINDEX', KEYS[key + i - 1], amount - 1)
-    if oldest and tonumber(oldest) > now - seconds then
-      return tostring(tonumber(oldest) + seconds - now)
-    end
-    return false
+local clients = tonumber(ARGV[2])
+local function full(i)
+  local amount = tonumber(ARGV[1 + 2 * i])
+  local seconds = tonumber(ARGV[2 + 2 * i])
+  local oldest = redis.call('LINDEX', KEYS[i], amount - 1)
+  if oldest and tonumber(oldest) > now - seconds then
+    return tostring(tonumber(oldest) + seconds - now)
   end
-  local function count(i)
-    local amount = tonumber(ARGV[arg + 2 * i - 2])
-    redis.call('LPUSH', KEYS[key + i - 1], ARGV[1])
-    redis.call('LTRIM', KEYS[key + i - 1], 0, amount - 1)
-    redis.call('EXPIRE', KEYS[key + i - 1], tonumber(ARGV[arg + 2 * i - 1]))
-  end
-  local answer = {0}
-  for i = 1, clients do
-    local wait = full(i)
-    if wait then answer = {i, wait} break end
-  end
-  if answer[1] == 0 then
-    for i = 1, clients do count(i) end
-    if windows > clients then
-      local wait = full(windows)
-      if wait then answer = {windows, wait} else count(windows) end
-    end
-  end
-  answers[s] = answer
-  arg = arg + 2 * windows
-  key = key + windows
+  return false
 end
-return answers
+local function count(i)
+  local amount = tonumber(ARGV[1 + 2 * i])
+  redis.call('LPUSH', KEYS[i], ARGV[1])
+  redis.call('LTRIM', KEYS[i], 0, amount - 1)
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 + 2 * i]))
+end
+for i = 1, clients do
+  local wait = full(i)
+  if wait then return {i, wait} end
+end
+for i = 1, clients do count(i) end
+if #KEYS > clients then
+  local wait = full(#KEYS)
+  if wait then return {#KEYS, wait} end
+  count(#KEYS)
+end
+return {0}
 """
 
 
@@ -155,56 +139,35 @@ def _wait(seconds: object) -> int:
 
 
 def hit(settings: Settings, *, client: str | None, email: str | None) -> Hit:
-    """Count one signup from `client` (None: a keyed caller, no per-client limit) that
-    would send a confirmation to `email` (None: none would). One round trip.
+    """Count a signup from `client` (None: a keyed caller, no per-client limit) that would
+    send a confirmation to `email` (None: none would). One round trip.
 
     Raises SignupsLimited when the client is over its limits (nothing counted).
     A full per-address window is returned (`address_full_for`), not raised: only
     the database knows whether this signup would send an email at all.
     """
-    (answer,) = hit_many(settings, [(client, email)])
-    if isinstance(answer, SignupsLimited):
-        raise answer
-    return answer
-
-
-def hit_many(
-    settings: Settings, signups: Sequence[tuple[str | None, str | None]]
-) -> list[Hit | SignupsLimited]:
-    """`hit` for (client, email) of several signups, in order, in one round trip;
-    a refused client's answer is its SignupsLimited."""
     if not settings.rate_limits_enabled:
-        return [Hit() for _ in signups]
-    stamp = f"{time.time():.6f}"
-    keys: list[str] = []
-    args: list[str | int] = [stamp, len(signups)]
-    shapes: list[tuple[int, Window | None]] = []
-    for client, email in signups:
-        windows = client_windows(settings, client) if client is not None else []
-        address = address_window(settings, email) if email is not None else None
-        every = [*windows, *([address] if address else [])]
-        args += [len(windows), 1 if address else 0]
-        for window in every:
-            args += [window.amount, window.seconds]
-        keys += [window.key for window in every]
-        shapes.append((len(windows), address))
+        return Hit()
+    windows = client_windows(settings, client) if client is not None else []
+    address = address_window(settings, email) if email is not None else None
+    keys = [w.key for w in windows] + ([address.key] if address else [])
     if not keys:
-        return [Hit() for _ in signups]
+        return Hit()
+    stamp = f"{time.time():.6f}"
+    args: list[str | int] = [stamp, len(windows)]
+    for window in [*windows, *([address] if address else [])]:
+        args += [window.amount, window.seconds]
     try:
-        answers = _hit_script(settings.broker_url)(keys=keys, args=args)
+        answer = _hit_script(settings.broker_url)(keys=keys, args=args)
     except redis.RedisError as exc:  # fail open, but say so
         log.warning("signup limits unavailable (%s); allowing", type(exc).__name__)
-        return [Hit() for _ in signups]
-    results: list[Hit | SignupsLimited] = []
-    for (clients, address), answer in zip(shapes, answers, strict=True):
-        full = int(answer[0])
-        if full == 0:
-            results.append(Hit(address.key if address else None, stamp))
-        elif full <= clients:
-            results.append(SignupsLimited(_wait(answer[1])))
-        else:
-            results.append(Hit(address_full_for=_wait(answer[1])))
-    return results
+        return Hit()
+    full = int(answer[0])
+    if full == 0:
+        return Hit(address.key if address else None, stamp)
+    if full <= len(windows):
+        raise SignupsLimited(_wait(answer[1]))
+    return Hit(address_full_for=_wait(answer[1]))
 
 
 def give_back(settings: Settings, counted: Hit) -> None:

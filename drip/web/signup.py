@@ -2,10 +2,8 @@
 
 What a signup costs on the request: one Redis round trip (every abuse limit,
 drip/web/limits.py) and one database statement that commits the subscriber
-and its consent (drip/subscribers/subscriptions.py, `record_signups`), both
-shared with the signups that arrive in the same process at the same moment
-(drip/web/batching.py): under load one round trip and one commit serve
-several signups. The 202 (or the form's redirect) is sent only after that commit, so an accepted
+and its consent (drip/subscribers/subscriptions.py, `record_signup`). The
+202 (or the form's redirect) is sent only after that commit, so an accepted
 signup is in the database: its consent row is the confirmation email's queue
 (drip/subscribers/confirmations.py). Waking a sender happens off the request
 (drip/subscribers/confirmation_nudge.py, `soon`).
@@ -18,10 +16,6 @@ let the signup through and the periodic sender (every 10 s) sends its email.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
 
 from flask import current_app, request
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -33,12 +27,11 @@ from drip.subscribers import confirmation_nudge
 from drip.subscribers.subscriptions import (
     ConsentContext,
     SignupOutcome,
-    record_signups,
+    record_signup,
     would_confirm,
 )
 from drip.subscribers.validation import SignupInput
 from drip.web import limits
-from drip.web.batching import Combiner
 from drip.web.limits import AddressLimited
 
 log = logging.getLogger(__name__)
@@ -72,72 +65,6 @@ def count_refused(services: Services, client: str | None) -> None:
         limits.hit(services.settings, client=client, email=None)
 
 
-@dataclass(frozen=True)
-class _Pending:
-    client: str | None
-    signup: SignupInput
-    consent: ConsentContext
-
-
-@dataclass(frozen=True)
-class _Answer:
-    counted: limits.Hit
-    outcome: SignupOutcome | None = None  # None: not stored (see counted, error)
-    error: Exception | None = None  # the database's, when it did not answer
-
-
-_DATABASE_AWAY = (OperationalError, InterfaceError, PoolTimeout)
-
-
-def _store(services: Services, batch: Sequence[_Pending]) -> list[_Answer | Exception]:
-    """The shared step of a batch of signups: their limits in one Redis round trip,
-    then those allowed in one database statement."""
-    settings = services.settings
-    hits = limits.hit_many(settings, [(p.client, p.signup.email) for p in batch])
-    answers: list[_Answer | Exception] = [
-        hit if isinstance(hit, Exception) else _Answer(hit) for hit in hits
-    ]
-    storing = [
-        n
-        for n, hit in enumerate(hits)
-        if isinstance(hit, limits.Hit) and hit.address_full_for is None
-    ]
-    if not storing:
-        return answers
-    try:
-        outcomes = record_signups(
-            services.database,
-            [(batch[n].signup, batch[n].consent) for n in storing],
-            now=services.now(),
-            secret_key=settings.secret_key,
-        )
-    except _DATABASE_AWAY as exc:
-        for n in storing:
-            answers[n] = _Answer(_hit(hits[n]), error=exc)
-        return answers
-    for n, outcome in zip(storing, outcomes, strict=True):
-        answers[n] = _Answer(_hit(hits[n]), outcome)
-    return answers
-
-
-def _hit(hit: limits.Hit | Exception) -> limits.Hit:
-    assert isinstance(hit, limits.Hit)
-    return hit
-
-
-_intakes_lock = threading.Lock()
-
-
-def _intake(services: Services) -> Combiner[_Pending, _Answer]:
-    """This app's signup step, shared by the requests of this process (drip/web/batching.py)."""
-    extensions = current_app.extensions
-    intake: Combiner[_Pending, _Answer] | None = extensions.get("drip.signups")
-    if intake is None:
-        with _intakes_lock:
-            intake = extensions.setdefault("drip.signups", Combiner(partial(_store, services)))
-    return intake
-
-
 def sign_up(
     services: Services, signup: SignupInput, source: str, *, client: str | None
 ) -> SignupOutcome:
@@ -148,21 +75,27 @@ def sign_up(
     database is away; nothing stored).
     """
     settings = services.settings
-    answer = _intake(services).submit(_Pending(client, signup, consent_context(services, source)))
-    counted = answer.counted
-    if answer.error is not None:
+    counted = limits.hit(settings, client=client, email=signup.email)
+    try:
+        if counted.address_full_for is not None:
+            # Over the per-address cap: refused only if this signup would mail it.
+            if would_confirm(services.database, signup.email, secret_key=settings.secret_key):
+                raise AddressLimited(counted.address_full_for)
+            return SignupOutcome()
+        outcome = record_signup(
+            services.database,
+            signup,
+            consent_context(services, source),
+            now=services.now(),
+            secret_key=settings.secret_key,
+        )
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
         limits.give_back(settings, counted)
-        log.warning("signup refused: the database did not answer (%s)", type(answer.error).__name__)
+        log.warning("signup refused: the database did not answer (%s)", type(exc).__name__)
         raise ServiceUnavailable(
             "we could not store your signup just now; please try again in a moment",
             retry_after=UNAVAILABLE_RETRY_SECONDS,
-        ) from answer.error
-    if counted.address_full_for is not None:
-        # Over the per-address cap: refused only if this signup would mail it.
-        if would_confirm(services.database, signup.email, secret_key=settings.secret_key):
-            raise AddressLimited(counted.address_full_for)
-        return SignupOutcome()
-    outcome = answer.outcome or SignupOutcome()
+        ) from exc
     if outcome.send_confirmation:
         celery = current_app.extensions["celery"]
         confirmation_nudge.soon(settings, lambda: celery.send_task("drip.send_confirmations"))
