@@ -99,3 +99,35 @@ def test_a_signup_while_the_database_is_away_is_refused_with_503(
     token = csrf_token(client.get("/").get_data(as_text=True))
     form = client.post("/subscribe", data={"email": "later@example.com", "csrf_token": token})
     assert form.status_code == 503
+
+
+def test_the_short_path_stores_times_as_the_orm_does(tmp_path: Path) -> None:
+    """SQLite keeps times as text and compares them as text (what is due): the signup's
+    own statements must write the ORM's format, microseconds included."""
+    from datetime import UTC, datetime
+
+    from drip.data.db import Database
+    from drip.data.migrate import upgrade
+    from drip.subscribers.subscriptions import ConsentContext, record_signup, subscribe
+    from drip.subscribers.validation import SignupInput
+
+    database = Database(f"sqlite:///{tmp_path}/times.sqlite3")
+    upgrade(database)
+    consent = ConsentContext(source="api", text="yes", text_version="1")
+    on_the_second = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+    record_signup(
+        database, SignupInput("short@example.com", "", "UTC"), consent, now=on_the_second,
+        secret_key="k" * 32,
+    )  # fmt: skip
+    with database.session() as session:
+        subscribe(
+            session, SignupInput("orm@example.com", "", "UTC"), consent, now=on_the_second,
+            secret_key="k" * 32,
+        )  # fmt: skip
+    with database.engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            "SELECT s.created_at, c.created_at, c.confirmation_due_at"
+            " FROM subscribers s JOIN consents c ON c.subscriber_id = s.id ORDER BY s.id"
+        ).all()
+    database.dispose()
+    assert stored[0] == stored[1] == ("2026-12-01 03:00:00.000000",) * 3

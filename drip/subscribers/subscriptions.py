@@ -13,6 +13,7 @@ the API and the import agree):
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -195,37 +196,32 @@ SELECT subscriber_id, id FROM consent
 """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
-# SQLite: the same in three short statements under the write lock (BEGIN IMMEDIATE).
-_LOOKUP_SQLITE = text(
-    """
+_SIGNUP_POSTGRESQL_DRIVER = re.sub(r":(\w+)", r"%(\1)s", _SIGNUP_POSTGRESQL.text)
+
+# SQLite: the same in three short statements under the write lock (BEGIN
+# IMMEDIATE), in the driver's own placeholders (no SQLAlchemy compilation).
+_LOOKUP_SQLITE = """
 SELECT (SELECT reason FROM suppressions WHERE email_hash = :email_hash),
        (SELECT id FROM subscribers WHERE email = :email),
        (SELECT status FROM subscribers WHERE email = :email)
 """
-)
-_INSERT_SUBSCRIBER_SQLITE = text(
-    """
+_INSERT_SUBSCRIBER_SQLITE = """
 INSERT INTO subscribers (email, first_name, timezone, status, created_at)
 VALUES (:email, :first_name, :timezone, :pending, :now) RETURNING id
 """
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_AGAIN_SQLITE = text(
-    """
+_AGAIN_SQLITE = """
 UPDATE subscribers
 SET first_name = CASE WHEN :first_name = '' THEN first_name ELSE :first_name END,
     timezone = :timezone, confirmation_sent_at = NULL
 WHERE id = :subscriber_id
 """
-)
-_INSERT_CONSENT_SQLITE = text(
-    """
+_INSERT_CONSENT_SQLITE = """
 INSERT INTO consents (subscriber_id, source, text, text_version, ip, user_agent, created_at,
                       confirmed_ip, lifts_suppression_hash, confirmation_due_at)
 VALUES (:subscriber_id, :source, :text, :text_version, :ip, :user_agent, :now, '',
         :lifts, :now)
 RETURNING id
 """
-).bindparams(bindparam("now", type_=UTCDateTime()))
 
 # One writer at a time per process and SQLite file: the threads of a web process
 # queue on a lock here rather than sleeping in SQLite's busy handler.
@@ -266,7 +262,8 @@ def record_signup(
     for attempt in (1, 2):
         try:
             with database.statements.connect() as connection:
-                row = connection.execute(_SIGNUP_POSTGRESQL, values).first()
+                # The driver's own placeholders: no SQLAlchemy compilation per signup.
+                row = connection.exec_driver_sql(_SIGNUP_POSTGRESQL_DRIVER, values).first()
             break
         except OperationalError as exc:
             # A pooled connection the server dropped (a restart): the statement
@@ -280,18 +277,24 @@ def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupO
     with _sqlite_writers_lock:
         lock = _sqlite_writers.setdefault(database.url, threading.Lock())
     with lock, database.engine.begin() as connection:
-        reason, subscriber_id, status = connection.execute(_LOOKUP_SQLITE, values).one()
+        # The time as SQLAlchemy stores it (UTCDateTime), since no compiled statement does here.
+        stored_time = (
+            UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
+        )
+        values = values | {"now": stored_time(values["now"]) if stored_time else values["now"]}
+        run = connection.exec_driver_sql
+        reason, subscriber_id, status = run(_LOOKUP_SQLITE, values).one()
         if reason is not None and reason != ERASED:
             return SignupOutcome()
         if subscriber_id is None:
-            subscriber_id = connection.execute(_INSERT_SUBSCRIBER_SQLITE, values).scalar_one()
+            subscriber_id = run(_INSERT_SUBSCRIBER_SQLITE, values).scalar_one()
         elif status not in RESTARTABLE:
             return SignupOutcome()
         else:
-            connection.execute(_AGAIN_SQLITE, {**values, "subscriber_id": subscriber_id})
+            run(_AGAIN_SQLITE, values | {"subscriber_id": subscriber_id})
         lifts = values["email_hash"] if reason else None
-        consent_id = connection.execute(
-            _INSERT_CONSENT_SQLITE, {**values, "subscriber_id": subscriber_id, "lifts": lifts}
+        consent_id = run(
+            _INSERT_CONSENT_SQLITE, values | {"subscriber_id": subscriber_id, "lifts": lifts}
         ).scalar_one()
     return SignupOutcome(subscriber_id, consent_id)
 
