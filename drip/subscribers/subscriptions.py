@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hmac
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -199,7 +201,7 @@ SELECT subscriber_id, id FROM consent
 _SIGNUP_POSTGRESQL_DRIVER = re.sub(r":(\w+)", r"%(\1)s", _SIGNUP_POSTGRESQL.text)
 
 # SQLite: the same in three short statements under the write lock (BEGIN
-# IMMEDIATE), in the driver's own placeholders (no SQLAlchemy compilation).
+# IMMEDIATE), on the driver's connection (no SQLAlchemy compilation).
 _LOOKUP_SQLITE = """
 SELECT (SELECT reason FROM suppressions WHERE email_hash = :email_hash),
        (SELECT id FROM subscribers WHERE email = :email),
@@ -273,29 +275,66 @@ def record_signup(
     return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
 
 
+# Waiting for another process's write lock, SQLite's own busy handler sleeps
+# 1, 2, 5, 10, ... 100 ms between tries; a signup asks again every half
+# millisecond instead, for as long (DRIP's connections wait up to 30 s).
+_SQLITE_RETRY_SECONDS = 0.0005
+_SQLITE_PATIENCE_SECONDS = 30.0
+
+
 def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupOutcome:
+    dialect = database.engine.dialect
+    # The time as SQLAlchemy stores it (UTCDateTime), since no compiled statement does here.
+    stored_time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    values = values | {"now": stored_time(values["now"]) if stored_time else values["now"]}
     with _sqlite_writers_lock:
         lock = _sqlite_writers.setdefault(database.url, threading.Lock())
-    with lock, database.engine.begin() as connection:
-        # The time as SQLAlchemy stores it (UTCDateTime), since no compiled statement does here.
-        stored_time = (
-            UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
-        )
-        values = values | {"now": stored_time(values["now"]) if stored_time else values["now"]}
-        run = connection.exec_driver_sql
-        reason, subscriber_id, status = run(_LOOKUP_SQLITE, values).one()
-        if reason is not None and reason != ERASED:
-            return SignupOutcome()
-        if subscriber_id is None:
-            subscriber_id = run(_INSERT_SUBSCRIBER_SQLITE, values).scalar_one()
-        elif status not in RESTARTABLE:
-            return SignupOutcome()
-        else:
-            run(_AGAIN_SQLITE, values | {"subscriber_id": subscriber_id})
-        lifts = values["email_hash"] if reason else None
-        consent_id = run(
-            _INSERT_CONSENT_SQLITE, values | {"subscriber_id": subscriber_id, "lifts": lifts}
-        ).scalar_one()
+    with lock:
+        pooled = database.engine.raw_connection()
+        try:
+            connection: Any = pooled.driver_connection
+            _begin_immediate(connection)
+            try:
+                outcome = _signup_statements(connection.cursor(), values)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        finally:
+            pooled.close()
+    return outcome
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + _SQLITE_PATIENCE_SECONDS
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(_SQLITE_RETRY_SECONDS)
+    finally:
+        connection.execute("PRAGMA busy_timeout = 30000")
+
+
+def _signup_statements(cursor: Any, values: dict[str, Any]) -> SignupOutcome:
+    reason, subscriber_id, status = cursor.execute(_LOOKUP_SQLITE, values).fetchone()
+    if reason is not None and reason != ERASED:
+        return SignupOutcome()
+    if subscriber_id is None:
+        (subscriber_id,) = cursor.execute(_INSERT_SUBSCRIBER_SQLITE, values).fetchone()
+    elif status not in RESTARTABLE:
+        return SignupOutcome()
+    else:
+        cursor.execute(_AGAIN_SQLITE, values | {"subscriber_id": subscriber_id})
+    lifts = values["email_hash"] if reason else None
+    (consent_id,) = cursor.execute(
+        _INSERT_CONSENT_SQLITE, values | {"subscriber_id": subscriber_id, "lifts": lifts}
+    ).fetchone()
     return SignupOutcome(subscriber_id, consent_id)
 
 
