@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select, text
@@ -41,6 +41,7 @@ LUA = Path(__file__).with_name("signup.lua")
 SALT = secrets.token_hex(2)
 NETS = itertools.count()  # one block of client addresses per wrk run
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+BARE_CPU_MS = [0.0]  # the bare app's CPU per request in this run
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Row:
     confirmations: Confirmations | None
     bare_rate: float
     answers: str = ""
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per answer during the peak
+    bare_cpu_ms: float = 0.0
 
 
 def _ms(value: str) -> float:
@@ -145,6 +148,34 @@ def _tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_backends(database_name: str) -> list[int]:
+    """The PostgreSQL server processes serving one database (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+            except OSError:
+                continue
+            if title.startswith("postgres:") and f" {database_name} " in title:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_use(processes: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of each named group of process trees, per process."""
+    return {name: {pid: _tree_cpu_seconds(pid) for pid in pids} for name, pids in processes.items()}
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """What a group used in between; a process gone meanwhile counts what it had used."""
+    return sum(after.get(pid) or before.get(pid, 0.0) for pid in before | after) - sum(
+        before.values()
+    )
+
+
 def wait_until_settled(children: list[subprocess.Popen[bytes]], timeout: float = 180) -> None:
     """Wait until the started processes (gunicorn's workers, Celery's pool) stop using CPU.
 
@@ -188,7 +219,12 @@ def bare(args: argparse.Namespace, env: dict[str, str]) -> Wrk:
         wait_for_port(port)
         wait_until_settled(children)
         wrk(port, args, "warm", duration=2)
-        return wrk(port, args, "bare")
+        before = _tree_cpu_seconds(children[0].pid)
+        measured = wrk(port, args, "bare")
+        BARE_CPU_MS[0] = (
+            (_tree_cpu_seconds(children[0].pid) - before) * 1000 / max(1, measured.requests)
+        )
+        return measured
     finally:
         stop(children)
 
@@ -242,7 +278,24 @@ def drip(
         wait_for_port(port)
         wait_until_settled(children)  # web workers loaded, worker and scheduler connected
         wrk(port, args, f"warm{label}", duration=2)
+        processes = {
+            "web": [children[0].pid],
+            "worker + beat": [child.pid for child in children[1:]],
+            "PostgreSQL": _postgres_backends(url.rsplit("/", 1)[-1])
+            if label == "postgresql"
+            else [],
+        }
+        before = cpu_use(processes)
         peak = wrk(port, args, f"peak{label}")
+        processes["PostgreSQL"] = sorted(
+            set(processes["PostgreSQL"])
+            | set(_postgres_backends(url.rsplit("/", 1)[-1]) if label == "postgresql" else [])
+        )
+        used = cpu_use(processes)
+        cpu_ms = {
+            name: cpu_between(before.get(name, {}), used[name]) * 1000 / max(1, peak.requests)
+            for name in processes
+        }
         half = half_rate(port, args, f"half{label}", peak.rate)
         sent = None
         if args.burst:
@@ -250,7 +303,7 @@ def drip(
             per_thread = max(1, args.burst // args.threads)
             wrk(port, args, f"burst{label}", limit=per_thread, duration=60)
             sent = confirmations(database, f"burst{label}", timeout=args.wait)
-        return Row(label, peak, half, sent, bare_rate, statuses(access_log))
+        return Row(label, peak, half, sent, bare_rate, statuses(access_log), cpu_ms, BARE_CPU_MS[0])
     finally:
         stop(children)
         database.dispose()
@@ -280,6 +333,18 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             f"{r.peak.p50_ms:.1f} | {r.peak.p99_ms:.1f} | "
             f"{r.peak.errors} / {r.peak.socket_errors} | {half} | {burst} |"
         )
+    lines += [
+        "",
+        "CPU per answered request during the peak, ms (process trees; PostgreSQL: the "
+        "server processes of the bench's database; Redis, wrk and the sink not counted):",
+        "",
+        "| app | web | worker + beat | PostgreSQL | total | bare Flask's web |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        parts = [r.cpu_ms.get(name, 0.0) for name in ("web", "worker + beat", "PostgreSQL")]
+        cells = " | ".join(f"{part:.2f}" for part in parts)
+        lines.append(f"| {r.label} | {cells} | {sum(parts):.2f} | {r.bare_cpu_ms:.2f} |")
     lines += ["", "Answers by status (all runs):"]
     lines += [f"- {r.label}: {r.answers}" for r in rows]
     return "\n".join(lines)
