@@ -131,3 +131,36 @@ def test_the_short_path_stores_times_as_the_orm_does(tmp_path: Path) -> None:
         ).all()
     database.dispose()
     assert stored[0] == stored[1] == ("2026-12-01 03:00:00.000000",) * 3
+
+
+def test_a_signup_survives_its_pooled_connection_being_dropped(limited: Stack) -> None:
+    """PostgreSQL restarted (here: the signups' connections terminated): the next signup
+    notices its dead connection, takes a new one and is stored, once."""
+    if limited.backend != "postgresql":
+        pytest.skip("PostgreSQL's pooled connections only")
+    from sqlalchemy import text
+
+    from drip.data.db import STATEMENTS_APPLICATION_NAME
+
+    def api(email: str) -> int:
+        return int(limited.client.post("/api/v1/subscribers", json={"email": email}).status_code)
+
+    assert api("before-restart@example.com") == 202
+    with limited.services.database.engine.connect() as admin:
+        ended = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": STATEMENTS_APPLICATION_NAME},
+        ).scalar()
+    assert ended and ended >= 1
+    assert api("after-restart@example.com") == 202
+    with limited.session() as session:
+        stored = session.scalar(
+            select(func.count())
+            .select_from(Consent)
+            .join(Subscriber, Subscriber.id == Consent.subscriber_id)
+            .where(Subscriber.email == "after-restart@example.com")
+        )
+    assert stored == 1

@@ -44,6 +44,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# How the single-statement pool's connections name themselves to PostgreSQL
+# (pg_stat_activity.application_name).
+STATEMENTS_APPLICATION_NAME = "drip single statements"
+
+
 class Database:
     """One engine and its session factory; created by create_app, never at import."""
 
@@ -107,7 +112,11 @@ class Database:
                     self.url,
                     isolation_level="AUTOCOMMIT",
                     pool_pre_ping=False,
-                    connect_args={"prepare_threshold": 0, "connect_timeout": 5},
+                    connect_args={
+                        "prepare_threshold": 0,
+                        "connect_timeout": 5,
+                        "application_name": STATEMENTS_APPLICATION_NAME,
+                    },
                 )
             return self._statement_engine
 

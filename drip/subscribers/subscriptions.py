@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -261,18 +262,32 @@ def record_signup(
     }
     if database.is_sqlite:
         return _record_signup_sqlite(database, values)
+    return _record_signup_postgresql(database, values)
+
+
+def _record_signup_postgresql(database: Database, values: dict[str, Any]) -> SignupOutcome:
+    """The statement on the driver's connection, taken from the pool: no SQLAlchemy
+    compilation or result processing per signup."""
     for attempt in (1, 2):
         try:
-            with database.statements.connect() as connection:
-                # The driver's own placeholders: no SQLAlchemy compilation per signup.
-                row = connection.exec_driver_sql(_SIGNUP_POSTGRESQL_DRIVER, values).first()
-            break
-        except OperationalError as exc:
-            # A pooled connection the server dropped (a restart): the statement
-            # never ran; try once more on a new connection.
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
+            pooled = database.statements.raw_connection()
+        except psycopg.OperationalError as exc:  # no connection at all: the server is away
+            raise OperationalError("connect", None, exc) from exc
+        connection: Any = pooled.driver_connection
+        try:
+            row = connection.execute(_SIGNUP_POSTGRESQL_DRIVER, values).fetchone()
+        except psycopg.OperationalError as exc:
+            # A pooled connection the server dropped (a restart): the statement,
+            # which commits whole or not at all, did not run; once more on a new one.
+            dropped = bool(connection.broken)
+            pooled.invalidate(exc)
+            if attempt == 2 or not dropped:
+                raise OperationalError(_SIGNUP_POSTGRESQL_DRIVER, None, exc) from exc
+            continue
+        finally:
+            pooled.close()
+        return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
+    raise AssertionError("unreachable")
 
 
 # Waiting for another process's write lock, SQLite's own busy handler sleeps
