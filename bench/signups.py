@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select, text
@@ -41,6 +41,7 @@ LUA = Path(__file__).with_name("signup.lua")
 SALT = secrets.token_hex(2)
 NETS = itertools.count()  # one block of client addresses per wrk run
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+BARE_CPU_MS = [0.0]  # the bare app's CPU per request in this run
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Row:
     confirmations: Confirmations | None
     bare_rate: float
     answers: str = ""
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per answer during the peak
+    bare_cpu_ms: float = 0.0
 
 
 def _ms(value: str) -> float:
@@ -130,6 +133,66 @@ def start(
     return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.DEVNULL)
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and all its descendants (Linux /proc)."""
+    ticks, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_backends(database_name: str) -> list[int]:
+    """The PostgreSQL server processes serving one database (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+            except OSError:
+                continue
+            if title.startswith("postgres:") and f" {database_name} " in title:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_use(processes: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of each named group of process trees, per process."""
+    return {name: {pid: _tree_cpu_seconds(pid) for pid in pids} for name, pids in processes.items()}
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """What a group used in between; a process gone meanwhile counts what it had used."""
+    return sum(after.get(pid) or before.get(pid, 0.0) for pid in before | after) - sum(
+        before.values()
+    )
+
+
+def wait_until_settled(children: list[subprocess.Popen[bytes]], timeout: float = 180) -> None:
+    """Wait until the started processes (gunicorn's workers, Celery's pool) stop using CPU.
+
+    A listening port only says gunicorn's master is up: on a busy machine its
+    workers may import and build the app for many seconds more, and a run
+    measured meanwhile measures the start-up.
+    """
+    deadline = time.monotonic() + timeout
+    used = sum(_tree_cpu_seconds(child.pid) for child in children)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = sum(_tree_cpu_seconds(child.pid) for child in children)
+        if now - used < 0.05:  # under 5 % of a core for a second: started
+            return
+        used = now
+
+
 def statuses(log: Path) -> str:
     """The web access log's answers by status, e.g. "202: 1,830, 500: 12"."""
     counts = Counter(re.findall(r'HTTP/1\.[01]" (\d{3}) ', log.read_text(errors="replace")))
@@ -154,8 +217,14 @@ def bare(args: argparse.Namespace, env: dict[str, str]) -> Wrk:
     children = [start(command, dict(env, PYTHONPATH=str(Path(__file__).parent.parent)))]
     try:
         wait_for_port(port)
+        wait_until_settled(children)
         wrk(port, args, "warm", duration=2)
-        return wrk(port, args, "bare")
+        before = _tree_cpu_seconds(children[0].pid)
+        measured = wrk(port, args, "bare")
+        BARE_CPU_MS[0] = (
+            (_tree_cpu_seconds(children[0].pid) - before) * 1000 / max(1, measured.requests)
+        )
+        return measured
     finally:
         stop(children)
 
@@ -207,9 +276,26 @@ def drip(
     ]
     try:
         wait_for_port(port)
-        time.sleep(2)  # the worker and the scheduler connect to the broker
+        wait_until_settled(children)  # web workers loaded, worker and scheduler connected
         wrk(port, args, f"warm{label}", duration=2)
+        processes = {
+            "web": [children[0].pid],
+            "worker + beat": [child.pid for child in children[1:]],
+            "PostgreSQL": _postgres_backends(url.rsplit("/", 1)[-1])
+            if label == "postgresql"
+            else [],
+        }
+        before = cpu_use(processes)
         peak = wrk(port, args, f"peak{label}")
+        processes["PostgreSQL"] = sorted(
+            set(processes["PostgreSQL"])
+            | set(_postgres_backends(url.rsplit("/", 1)[-1]) if label == "postgresql" else [])
+        )
+        used = cpu_use(processes)
+        cpu_ms = {
+            name: cpu_between(before.get(name, {}), used[name]) * 1000 / max(1, peak.requests)
+            for name in processes
+        }
         half = half_rate(port, args, f"half{label}", peak.rate)
         sent = None
         if args.burst:
@@ -217,7 +303,7 @@ def drip(
             per_thread = max(1, args.burst // args.threads)
             wrk(port, args, f"burst{label}", limit=per_thread, duration=60)
             sent = confirmations(database, f"burst{label}", timeout=args.wait)
-        return Row(label, peak, half, sent, bare_rate, statuses(access_log))
+        return Row(label, peak, half, sent, bare_rate, statuses(access_log), cpu_ms, BARE_CPU_MS[0])
     finally:
         stop(children)
         database.dispose()
@@ -229,10 +315,10 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"--connections {args.connections} --threads {args.threads} --burst {args.burst}` "
         f"(wrk; `drip run`'s gunicorn: 2 workers x 4 threads; {os.cpu_count()} cores)",
         "",
-        "| app | req/s | / bare | p50 ms | p99 ms | non-2xx / socket errors "
+        "| app | bare Flask req/s | req/s | / bare | p50 ms | p99 ms | non-2xx / socket errors "
         "| half-peak req/s | p99 ms | burst accepted | consents | confirmations out "
         "| p50 s | p95 s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         half = f"{r.half.rate:,.0f} | {r.half.p99_ms:.1f}" if r.half else "- | -"
@@ -243,10 +329,23 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             else "- | - | - | - | -"
         )
         lines.append(
-            f"| {r.label} | {r.peak.rate:,.0f} | {r.peak.rate / r.bare_rate:.2f} | "
+            f"| {r.label} | {r.bare_rate:,.0f} | {r.peak.rate:,.0f} | "
+            f"{r.peak.rate / r.bare_rate:.2f} | "
             f"{r.peak.p50_ms:.1f} | {r.peak.p99_ms:.1f} | "
             f"{r.peak.errors} / {r.peak.socket_errors} | {half} | {burst} |"
         )
+    lines += [
+        "",
+        "CPU per answered request during the peak, ms (process trees; PostgreSQL: the "
+        "server processes of the bench's database; Redis, wrk and the sink not counted):",
+        "",
+        "| app | web | worker + beat | PostgreSQL | total | bare Flask's web |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        parts = [r.cpu_ms.get(name, 0.0) for name in ("web", "worker + beat", "PostgreSQL")]
+        cells = " | ".join(f"{part:.2f}" for part in parts)
+        lines.append(f"| {r.label} | {cells} | {sum(parts):.2f} | {r.bare_cpu_ms:.2f} |")
     lines += ["", "Answers by status (all runs):"]
     lines += [f"- {r.label}: {r.answers}" for r in rows]
     return "\n".join(lines)
@@ -279,10 +378,14 @@ def main(args: argparse.Namespace) -> str:
                  env)  # fmt: skip
     try:
         wait_for_port(sink_port)
-        bare_rate = bare(args, env).rate
         urls = {"postgresql": pg_url, "sqlite": f"sqlite:///{var_dir}/drip.sqlite3"}
-        rows = [drip(name, urls[name], args, env, bare_rate) for name in args.databases.split(",")]
-        return f"Bare Flask: {bare_rate:,.0f} req/s\n\n" + report(rows, args)
+        # The bare app right before each drip run: on a shared machine the load
+        # changes within minutes, and a ratio is only fair between neighbours.
+        rows = [
+            drip(name, urls[name], args, env, bare(args, env).rate)
+            for name in args.databases.split(",")
+        ]
+        return report(rows, args)
     finally:
         stop([sink])
         drop_database(args.postgres, pg_url)

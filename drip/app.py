@@ -15,7 +15,6 @@ from drip.web import (
     api,
     api_v1,
     errors,
-    limits,
     metrics_endpoint,
     outbox_viewer,
     postbacks,
@@ -48,7 +47,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.wsgi_app = proxied  # type: ignore[method-assign]
     app.extensions["drip"] = build_services(settings, clock)
     csrf.init_app(app)
-    limits.init_app(app, settings)
     celery_init_app(app, settings)
     _register_blueprints(app, settings)
     configure_logging(settings)

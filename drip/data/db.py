@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# How the single-statement pool's connections name themselves to PostgreSQL
+# (pg_stat_activity.application_name).
+STATEMENTS_APPLICATION_NAME = "drip single statements"
+
+
 class Database:
     """One engine and its session factory; created by create_app, never at import."""
 
@@ -68,6 +74,8 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._statement_engine: Engine | None = None
+        self._statement_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -84,8 +92,40 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
+    @property
+    def statements(self) -> Engine:
+        """PostgreSQL: a second, small pool for single statements on a hot path (a signup).
+
+        Each statement commits by itself (autocommit: no BEGIN and COMMIT round
+        trips), a connection is not pinged before use (the caller retries once
+        on a dropped connection instead), and statements are prepared on the
+        server at once, so PostgreSQL plans each only once per connection. Only
+        for statements whose every lookup is by a unique key: a generic plan is
+        then the right plan (see the main engine for why it is not elsewhere).
+        SQLite: the main engine.
+        """
+        if self.is_sqlite:
+            return self.engine
+        with self._statement_lock:
+            if self._statement_engine is None:
+                self._statement_engine = create_engine(
+                    self.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_pre_ping=False,
+                    connect_args={
+                        "prepare_threshold": 0,
+                        "connect_timeout": 5,
+                        "application_name": STATEMENTS_APPLICATION_NAME,
+                    },
+                )
+            return self._statement_engine
+
     def dispose(self) -> None:
         self.engine.dispose()
+        with self._statement_lock:
+            if self._statement_engine is not None:
+                self._statement_engine.dispose()
+                self._statement_engine = None
 
 
 def bulk_update(

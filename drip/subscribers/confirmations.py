@@ -95,10 +95,20 @@ class Waiting:
 
 
 def send_due(services: Services) -> int:
-    """Send every confirmation due now, a batch at a time. Returns how many went out."""
+    """Send the confirmations due now, a batch at a time. Returns how many went out.
+
+    Stops after a batch that was not full: what is due by then was signed up
+    after this sender started, and each such signup has asked for a sender of
+    its own (drip/subscribers/confirmation_nudge.py), which takes them together
+    a moment later. Looping on would send them a few at a time, one provider
+    request each, for as long as signups keep coming.
+    """
     sent = 0
-    while claimed := claim_due(services, limit=services.settings.batch_size):
+    limit = services.settings.batch_size
+    while claimed := claim_due(services, limit=limit):
         sent += send_claimed(services, claimed)
+        if len(claimed) < limit:
+            break
     return sent
 
 

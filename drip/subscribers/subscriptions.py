@@ -13,15 +13,21 @@ the API and the import agree):
 from __future__ import annotations
 
 import hmac
+import re
+import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+import psycopg
+from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from drip.data.db import upsert_into
+from drip.data.db import Database, upsert_into
 from drip.data.models import (
     NOT_YET_SENDING,
     RESTARTABLE,
@@ -34,6 +40,7 @@ from drip.data.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
+    UTCDateTime,
 )
 from drip.subscribers.validation import SignupInput
 
@@ -155,6 +162,209 @@ def subscribe(
     session.add(record)
     session.flush()
     return SignupOutcome(subscriber.id, record.id)
+
+
+# `subscribe`'s rules as one PostgreSQL statement, for the signup form and API: one
+# round trip that commits by itself. Keep the two in step (tests/test_resignup.py,
+# tests/test_consent.py and tests/test_privacy.py run these rules through the web).
+_SIGNUP_POSTGRESQL = text(
+    """
+WITH blocked AS (
+  SELECT reason FROM suppressions WHERE email_hash = :email_hash
+), known AS (
+  SELECT id, status FROM subscribers WHERE email = :email
+), new_subscriber AS (
+  INSERT INTO subscribers (email, first_name, timezone, status, created_at)
+  SELECT :email, :first_name, :timezone, 'pending', :now
+  WHERE NOT EXISTS (SELECT 1 FROM blocked WHERE reason <> :erased)
+    AND NOT EXISTS (SELECT 1 FROM known)
+  ON CONFLICT (email) DO NOTHING
+  RETURNING id
+), again AS (
+  UPDATE subscribers
+  SET first_name = CASE WHEN :first_name = '' THEN first_name ELSE :first_name END,
+      timezone = :timezone, confirmation_sent_at = NULL
+  WHERE id = (SELECT id FROM known) AND status IN (:pending, :unsubscribed)
+    AND NOT EXISTS (SELECT 1 FROM blocked WHERE reason <> :erased)
+  RETURNING id
+), consent AS (
+  INSERT INTO consents (subscriber_id, source, text, text_version, ip, user_agent, created_at,
+                        confirmed_ip, lifts_suppression_hash, confirmation_due_at)
+  SELECT id, :source, :text, :text_version, :ip, :user_agent, :now, '',
+         CASE WHEN EXISTS (SELECT 1 FROM blocked) THEN :email_hash END, :now
+  FROM (SELECT id FROM new_subscriber UNION ALL SELECT id FROM again) AS signed_up
+  RETURNING subscriber_id, id
+)
+SELECT subscriber_id, id FROM consent
+"""
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+_SIGNUP_POSTGRESQL_DRIVER = re.sub(r":(\w+)", r"%(\1)s", _SIGNUP_POSTGRESQL.text)
+
+# SQLite: the same in three short statements under the write lock (BEGIN
+# IMMEDIATE), on the driver's connection (no SQLAlchemy compilation).
+_LOOKUP_SQLITE = """
+SELECT (SELECT reason FROM suppressions WHERE email_hash = :email_hash),
+       (SELECT id FROM subscribers WHERE email = :email),
+       (SELECT status FROM subscribers WHERE email = :email)
+"""
+_INSERT_SUBSCRIBER_SQLITE = """
+INSERT INTO subscribers (email, first_name, timezone, status, created_at)
+VALUES (:email, :first_name, :timezone, :pending, :now) RETURNING id
+"""
+_AGAIN_SQLITE = """
+UPDATE subscribers
+SET first_name = CASE WHEN :first_name = '' THEN first_name ELSE :first_name END,
+    timezone = :timezone, confirmation_sent_at = NULL
+WHERE id = :subscriber_id
+"""
+_INSERT_CONSENT_SQLITE = """
+INSERT INTO consents (subscriber_id, source, text, text_version, ip, user_agent, created_at,
+                      confirmed_ip, lifts_suppression_hash, confirmation_due_at)
+VALUES (:subscriber_id, :source, :text, :text_version, :ip, :user_agent, :now, '',
+        :lifts, :now)
+RETURNING id
+"""
+
+# One writer at a time per process and SQLite file: the threads of a web process
+# queue on a lock here rather than sleeping in SQLite's busy handler.
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_lock = threading.Lock()
+
+
+def record_signup(
+    database: Database,
+    signup: SignupInput,
+    consent: ConsentContext,
+    *,
+    now: datetime,
+    secret_key: str,
+) -> SignupOutcome:
+    """`subscribe` as the signup form and API need it: committed when it returns.
+
+    On PostgreSQL one statement that commits by itself; on SQLite one short
+    transaction. Same rules, same outcome as `subscribe` in its own session.
+    """
+    values = {
+        "email": signup.email,
+        "email_hash": email_hash(secret_key, signup.email),
+        "first_name": signup.first_name,
+        "timezone": signup.timezone,
+        "now": now,
+        "source": consent.source,
+        "text": consent.text,
+        "text_version": consent.text_version,
+        "ip": consent.ip,
+        "user_agent": consent.user_agent[:400],
+        "pending": SubscriberStatus.PENDING.value,
+        "unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
+        "erased": ERASED,
+    }
+    if database.is_sqlite:
+        return _record_signup_sqlite(database, values)
+    return _record_signup_postgresql(database, values)
+
+
+def _record_signup_postgresql(database: Database, values: dict[str, Any]) -> SignupOutcome:
+    """The statement on the driver's connection, taken from the pool: no SQLAlchemy
+    compilation or result processing per signup."""
+    for attempt in (1, 2):
+        try:
+            pooled = database.statements.raw_connection()
+        except psycopg.OperationalError as exc:  # no connection at all: the server is away
+            raise OperationalError("connect", None, exc) from exc
+        connection: Any = pooled.driver_connection
+        try:
+            row = connection.execute(_SIGNUP_POSTGRESQL_DRIVER, values).fetchone()
+        except psycopg.OperationalError as exc:
+            # A pooled connection the server dropped (a restart): the statement,
+            # which commits whole or not at all, did not run; once more on a new one.
+            dropped = bool(connection.broken)
+            pooled.invalidate(exc)
+            if attempt == 2 or not dropped:
+                raise OperationalError(_SIGNUP_POSTGRESQL_DRIVER, None, exc) from exc
+            continue
+        finally:
+            pooled.close()
+        return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
+    raise AssertionError("unreachable")
+
+
+# Waiting for another process's write lock, SQLite's own busy handler sleeps
+# 1, 2, 5, 10, ... 100 ms between tries; a signup asks again every half
+# millisecond instead, for as long (DRIP's connections wait up to 30 s).
+_SQLITE_RETRY_SECONDS = 0.0005
+_SQLITE_PATIENCE_SECONDS = 30.0
+
+
+def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupOutcome:
+    dialect = database.engine.dialect
+    # The time as SQLAlchemy stores it (UTCDateTime), since no compiled statement does here.
+    stored_time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    values = values | {"now": stored_time(values["now"]) if stored_time else values["now"]}
+    with _sqlite_writers_lock:
+        lock = _sqlite_writers.setdefault(database.url, threading.Lock())
+    with lock:
+        pooled = database.engine.raw_connection()
+        try:
+            connection: Any = pooled.driver_connection
+            _begin_immediate(connection)
+            try:
+                outcome = _signup_statements(connection.cursor(), values)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        finally:
+            pooled.close()
+    return outcome
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + _SQLITE_PATIENCE_SECONDS
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(_SQLITE_RETRY_SECONDS)
+    finally:
+        connection.execute("PRAGMA busy_timeout = 30000")
+
+
+def _signup_statements(cursor: Any, values: dict[str, Any]) -> SignupOutcome:
+    reason, subscriber_id, status = cursor.execute(_LOOKUP_SQLITE, values).fetchone()
+    if reason is not None and reason != ERASED:
+        return SignupOutcome()
+    if subscriber_id is None:
+        (subscriber_id,) = cursor.execute(_INSERT_SUBSCRIBER_SQLITE, values).fetchone()
+    elif status not in RESTARTABLE:
+        return SignupOutcome()
+    else:
+        cursor.execute(_AGAIN_SQLITE, values | {"subscriber_id": subscriber_id})
+    lifts = values["email_hash"] if reason else None
+    (consent_id,) = cursor.execute(
+        _INSERT_CONSENT_SQLITE, values | {"subscriber_id": subscriber_id, "lifts": lifts}
+    ).fetchone()
+    return SignupOutcome(subscriber_id, consent_id)
+
+
+def would_confirm(database: Database, email: str, *, secret_key: str) -> bool:
+    """Would a signup of `email` now send a confirmation email? (Reads only.)"""
+    with database.session() as session:
+        reason, status = session.execute(
+            select(
+                select(Suppression.reason)
+                .where(Suppression.email_hash == email_hash(secret_key, email))
+                .scalar_subquery(),
+                select(Subscriber.status).where(Subscriber.email == email).scalar_subquery(),
+            )
+        ).one()
+    return (reason is None or reason == ERASED) and (status is None or status in RESTARTABLE)
 
 
 def subscribe_confirmed(

@@ -18,9 +18,9 @@ from drip.subscribers.validation import (
 )
 from drip.web.api_auth import current_caller
 from drip.web.api_errors import error
-from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
+from drip.web.limits import AddressLimited
 from drip.web.openapi import document
-from drip.web.signup import consent_context, sign_up
+from drip.web.signup import client_address, consent_context, count_refused, sign_up
 
 blueprint = Blueprint("api", __name__)
 
@@ -33,24 +33,32 @@ def _keyed() -> bool:
 
 
 @blueprint.post("/api/v1/subscribers")
-@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE, exempt_when=_keyed)
 def create_subscriber() -> tuple[Response, int]:
+    # Per-client limits (a 429 past them) count every request, refused or not,
+    # except a keyed caller's; the per-address limit counts confirmation emails.
+    services = current_services()
+    client = client_address(keyed=_keyed())
     if request.mimetype != "application/json":
+        count_refused(services, client)
         return error(415, None, "send the body as JSON with Content-Type: application/json")
     body: Any = request.get_json(silent=True)
     if not isinstance(body, dict):
+        count_refused(services, client)
         return error(400, None, "the body must be a JSON object")
     unknown = sorted(set(body) - {"email", "first_name", "timezone", "consent"})
     if unknown:
+        count_refused(services, client)
         return error(422, unknown[0], "unknown field")
     if "consent" in body:
+        count_refused(services, client)
         return _create_confirmed(body)
     try:
         signup = clean_signup(body.get("email"), body.get("first_name"), body.get("timezone"))
     except InvalidInput as exc:
+        count_refused(services, client)
         return error(422, exc.field, exc.message)
     try:
-        sign_up(current_services(), signup, source="api")
+        sign_up(services, signup, source="api", client=client)
     except AddressLimited as exc:
         response, status = error(
             429, "email", "too many confirmation emails for this address today; try tomorrow"

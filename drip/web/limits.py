@@ -1,75 +1,81 @@
-"""Abuse limits: signups per IP (Flask-Limiter) and confirmation emails per address.
+"""Abuse limits: signups per client address, confirmation emails per email address.
 
 Both live in Redis, so every web process shares them. The per-address limit
 is what stops the signup form from being used to mail-bomb someone: whoever
 types an address in, it gets at most N confirmation emails a day.
+
+A signup checks and counts all of its limits in one round trip: one Lua
+script over moving windows (per key, a list of the latest hit times, newest
+first, at most `amount` long: a hit is allowed while the entry at
+`amount - 1` is older than the window). The per-client windows are all or
+nothing (a refused signup counts in none of them), as the per-address one,
+which is only counted when the client is allowed. A refused client gets a
+429 with Retry-After; a Redis that does not answer lets signups through (the
+limits fail open, with a warning in the log).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
-from flask import Flask, Response
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from limits import RateLimitItemPerDay
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+import redis
+from limits import parse_many
+from redis.commands.core import Script
+from werkzeug.exceptions import TooManyRequests
 
 from drip.config import Settings
-from drip.services import current_services
 from drip.subscribers.subscriptions import email_hash
 
 log = logging.getLogger(__name__)
 
 SIGNUP_LIMIT_MESSAGE = "too many signups from your network; please wait a little and try again"
+KEY_PREFIX = "drip-limits"
+DAY_SECONDS = 24 * 3600
 
-limiter = Limiter(
-    key_func=get_remote_address,
-    # No X-RateLimit-* headers on every answer: each costs a Redis round trip per
-    # request. A refusal still says when to come back (retry_after_header below).
-    headers_enabled=False,
-    # A Redis hiccup must not take signups down with it: limits fail open.
-    swallow_errors=True,
-    strategy="moving-window",
-    retry_after="delta-seconds",
-    key_prefix="drip-limits",
-)
-
-
-def init_app(app: Flask, settings: Settings) -> None:
-    app.config["RATELIMIT_STORAGE_URI"] = redis_url(settings)
-    app.config["RATELIMIT_ENABLED"] = settings.rate_limits_enabled
-    limiter.init_app(app)
-    app.after_request(retry_after_header)
-
-
-def retry_after_header(response: Response) -> Response:
-    """Retry-After on a refusal of the per-IP limit (RFC 9110 section 10.2.3), in seconds."""
-    breached = limiter.current_limit if response.status_code == 429 else None
-    if breached is not None and breached.breached and "Retry-After" not in response.headers:
-        try:
-            reset_at = breached.reset_at
-        except Exception:  # the storage raises its driver's errors; the refusal still stands
-            reset_at = int(time.time()) + 60
-        response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
-    return response
-
-
-def signup_limit() -> str:
-    """The per-IP signup limit, read per request so each app uses its own settings."""
-    return current_services().settings.signup_rate_limit
-
-
-def redis_url(settings: Settings) -> str:
-    return settings.broker_url
+# KEYS: the per-client windows, then (optionally) the per-address window.
+# ARGV[1]: now in seconds; ARGV[2]: how many of KEYS are per-client windows;
+# ARGV[3..]: amount and window seconds of each key, in the order of KEYS.
+# Returns {0} when counted, or {i, seconds until the window of KEYS[i] has room}.
+HIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local clients = tonumber(ARGV[2])
+local function full(i)
+  local amount = tonumber(ARGV[1 + 2 * i])
+  local seconds = tonumber(ARGV[2 + 2 * i])
+  local oldest = redis.call('LINDEX', KEYS[i], amount - 1)
+  if oldest and tonumber(oldest) > now - seconds then
+    return tostring(tonumber(oldest) + seconds - now)
+  end
+  return false
+end
+local function count(i)
+  local amount = tonumber(ARGV[1 + 2 * i])
+  redis.call('LPUSH', KEYS[i], ARGV[1])
+  redis.call('LTRIM', KEYS[i], 0, amount - 1)
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 + 2 * i]))
+end
+for i = 1, clients do
+  local wait = full(i)
+  if wait then return {i, wait} end
+end
+for i = 1, clients do count(i) end
+if #KEYS > clients then
+  local wait = full(#KEYS)
+  if wait then return {#KEYS, wait} end
+  count(#KEYS)
+end
+return {0}
+"""
 
 
-@lru_cache(maxsize=8)
-def _window(url: str) -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(storage_from_string(url))
+class SignupsLimited(TooManyRequests):
+    """Too many signups from this client: a 429 with Retry-After (errors.py renders it)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(description=SIGNUP_LIMIT_MESSAGE, retry_after=retry_after)
 
 
 class AddressLimited(Exception):
@@ -80,21 +86,95 @@ class AddressLimited(Exception):
         self.retry_after = retry_after
 
 
-def take_confirmation_slot(settings: Settings, email: str) -> None:
-    """Count one confirmation email for `email`; raise AddressLimited past the daily cap.
+@dataclass(frozen=True)
+class Hit:
+    """What one signup counted: the per-address entry to give back if no email goes out."""
 
-    The key is a keyed hash, so Redis never holds the address itself.
+    address_key: str | None = None
+    stamp: str = ""
+    # Seconds until the address may get another confirmation; None: it was counted.
+    address_full_for: int | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    amount: int
+    seconds: int
+
+
+@lru_cache(maxsize=8)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+@lru_cache(maxsize=8)
+def _hit_script(url: str) -> Script:
+    # EVALSHA: the script's text crosses the network once per connection, not per signup.
+    return _client(url).register_script(HIT_SCRIPT)
+
+
+@lru_cache(maxsize=32)
+def _client_windows(limit: str) -> tuple[tuple[int, int], ...]:
+    return tuple((item.amount, item.get_expiry()) for item in parse_many(limit))
+
+
+def client_windows(settings: Settings, client: str) -> list[Window]:
+    return [
+        Window(f"{KEY_PREFIX}:signup:{client}:{amount}/{seconds}", amount, seconds)
+        for amount, seconds in _client_windows(settings.signup_rate_limit)
+    ]
+
+
+def address_window(settings: Settings, email: str) -> Window:
+    # A keyed hash, so Redis never holds the address itself.
+    digest = email_hash(settings.secret_key, email)
+    amount = settings.confirmations_per_address_per_day
+    return Window(f"{KEY_PREFIX}:confirm-address:{digest}", amount, DAY_SECONDS)
+
+
+def _wait(seconds: object) -> int:
+    text = seconds.decode() if isinstance(seconds, bytes) else str(seconds)
+    return max(1, int(float(text) + 0.999))
+
+
+def hit(settings: Settings, *, client: str | None, email: str | None) -> Hit:
+    """Count a signup from `client` (None: a keyed caller, no per-client limit) that would
+    send a confirmation to `email` (None: none would). One round trip.
+
+    Raises SignupsLimited when the client is over its limits (nothing counted).
+    A full per-address window is returned (`address_full_for`), not raised: only
+    the database knows whether this signup would send an email at all.
     """
     if not settings.rate_limits_enabled:
-        return
-    item = RateLimitItemPerDay(settings.confirmations_per_address_per_day)
-    key = email_hash(settings.secret_key, email)
+        return Hit()
+    windows = client_windows(settings, client) if client is not None else []
+    address = address_window(settings, email) if email is not None else None
+    keys = [w.key for w in windows] + ([address.key] if address else [])
+    if not keys:
+        return Hit()
+    stamp = f"{time.time():.6f}"
+    args: list[str | int] = [stamp, len(windows)]
+    for window in [*windows, *([address] if address else [])]:
+        args += [window.amount, window.seconds]
     try:
-        window = _window(redis_url(settings))
-        if window.hit(item, "confirm-address", key):
-            return
-        reset_at, _ = window.get_window_stats(item, "confirm-address", key)
-    except Exception as exc:  # the storage raises its driver's errors; fail open, but say so
-        log.warning("confirmation limit unavailable (%s); allowing", type(exc).__name__)
+        answer = _hit_script(settings.broker_url)(keys=keys, args=args)
+    except redis.RedisError as exc:  # fail open, but say so
+        log.warning("signup limits unavailable (%s); allowing", type(exc).__name__)
+        return Hit()
+    full = int(answer[0])
+    if full == 0:
+        return Hit(address.key if address else None, stamp)
+    if full <= len(windows):
+        raise SignupsLimited(_wait(answer[1]))
+    return Hit(address_full_for=_wait(answer[1]))
+
+
+def give_back(settings: Settings, counted: Hit) -> None:
+    """Uncount the per-address entry of a signup that sends no email after all."""
+    if counted.address_key is None:
         return
-    raise AddressLimited(max(1, int(reset_at - time.time())))
+    try:
+        _client(settings.broker_url).lrem(counted.address_key, 1, counted.stamp)
+    except redis.RedisError as exc:
+        log.warning("confirmation limit not given back (%s)", type(exc).__name__)

@@ -12,8 +12,8 @@ from drip.subscribers.clicks import record_click, with_click_ref
 from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.tokens import InvalidToken
 from drip.web.extensions import csrf
-from drip.web.limits import SIGNUP_LIMIT_MESSAGE, AddressLimited, limiter, signup_limit
-from drip.web.signup import sign_up
+from drip.web.limits import AddressLimited
+from drip.web.signup import client_address, count_refused, sign_up
 
 blueprint = Blueprint("public", __name__)
 
@@ -33,20 +33,23 @@ def _landing_page(errors: dict[str, str], values: dict[str, str]) -> str:
 
 
 @blueprint.post("/subscribe")
-@limiter.limit(signup_limit, error_message=SIGNUP_LIMIT_MESSAGE)
 def subscribe() -> Response | tuple[str, int]:
+    # The CSRF token was checked before this view runs (flask-wtf, app-wide).
     services = current_services()
+    client = client_address()
     form = request.form
     if form.get(HONEYPOT_FIELD):
         # A bot filled the hidden field: answer as if it worked, store nothing.
+        count_refused(services, client)
         return redirect(url_for(".thanks"), code=303)
     try:
         signup = clean_signup(form.get("email"), form.get("first_name"), form.get("timezone"))
     except InvalidInput as exc:
+        count_refused(services, client)
         values = {"email": form.get("email", ""), "first_name": form.get("first_name", "")}
         return _landing_page(errors={exc.field: exc.message}, values=values), 400
     try:
-        sign_up(services, signup, source="form:/")
+        sign_up(services, signup, source="form:/", client=client)
     except AddressLimited as exc:
         return address_limited_page(exc)
     return redirect(url_for(".thanks"), code=303)
