@@ -133,11 +133,11 @@ def test_the_short_path_stores_times_as_the_orm_does(tmp_path: Path) -> None:
     assert stored[0] == stored[1] == ("2026-12-01 03:00:00.000000",) * 3
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_signup_survives_its_pooled_connection_being_dropped(limited: Stack) -> None:
     """PostgreSQL restarted (here: the signups' connections terminated): the next signup
-    notices its dead connection, takes a new one and is stored, once."""
-    if limited.backend != "postgresql":
-        pytest.skip("PostgreSQL's pooled connections only")
+    notices its dead connection, takes a new one and is stored, once. (The pool of
+    single statements exists on PostgreSQL only.)"""
     from sqlalchemy import text
 
     from drip.data.db import STATEMENTS_APPLICATION_NAME
