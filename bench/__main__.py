@@ -7,25 +7,16 @@ shared and noisy), and see each module for what it measures.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from bench import send, signups, tick
+from bench import add_store_arguments, send, signups, tick
 
 PARTS = {"signups": signups, "send": send, "tick": tick}
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    root.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "DRIP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    root.add_argument(
-        "--redis", default=os.environ.get("DRIP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
-    )
+    add_store_arguments(root)
     sub = root.add_subparsers(dest="part")
     for name, module in PARTS.items():
         module.add_arguments(sub.add_parser(name, help=(module.__doc__ or "").split("\n")[0]))

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from bench import add_store_arguments
 from bench.send import API_KEY, create_database, drop_database, environment, seed, wait_for_port
 from drip.cli.embedded_redis import free_port
 from drip.config import load_settings
@@ -55,15 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch_profile", description=__doc__)
     parser.add_argument("--subscribers", type=int, default=30_000)
     parser.add_argument("--cprofile", action="store_true")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "DRIP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    parser.add_argument(
-        "--redis", default=os.environ.get("DRIP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
-    )
+    add_store_arguments(parser)
     args = parser.parse_args()
     url = create_database(args.postgres)
     port = free_port()

@@ -10,6 +10,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,18 +74,36 @@ def redis_url() -> str:
     return real.REDIS_URL
 
 
+@contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database of its own, dropped afterwards."""
+    if not real.postgres_available():
+        real.missing(f"PostgreSQL at {real.POSTGRES_URL}")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{real.POSTGRES_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clear_signup_limits(stack: Stack) -> None:
+    """Forget every signup and confirmation count, so a test starts with full windows."""
+    import redis
+
+    client = redis.Redis.from_url(stack.services.settings.redis_url)
+    for key in client.scan_iter("drip-limits*"):
+        client.delete(key)
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    if not real.postgres_available():
-        real.missing(f"PostgreSQL at {real.POSTGRES_URL}")
-    name = f"drip_test_{secrets.token_hex(4)}"
-    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = real.POSTGRES_URL.rpartition("/")
-    yield f"{base}/{name}"
-    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("drip_test") as url:
+        yield url
 
 
 def database_url_for(backend: str, request: pytest.FixtureRequest, tmp_dir: Path) -> str:

@@ -6,21 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, clear_signup_limits, wait_until
 from tests.mailbox import csrf_token, messages
 
 
 @pytest.fixture()
 def limited(stack_factory: Callable[..., Stack]) -> Stack:
-    import redis
-
     stack = stack_factory(signup_rate_limit="5 per minute", confirmations_per_address_per_day=3)
-    client = redis.Redis.from_url(stack.services.settings.redis_url)
-    for key in client.scan_iter("*LIMIT*"):
-        client.delete(key)
-    for key in client.scan_iter("*limits*"):
-        client.delete(key)
-    client.close()
+    clear_signup_limits(stack)
     for path in stack.outbox.glob("*.eml") if stack.outbox.exists() else []:
         path.unlink()
     return stack

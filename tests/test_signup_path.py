@@ -12,20 +12,15 @@ from sqlalchemy import func, select
 from drip.app import create_app
 from drip.data.models import Consent, Subscriber
 from drip.subscribers.subscriptions import unsubscribe
-from tests.conftest import Stack, make_settings, wait_until
+from tests.conftest import Stack, clear_signup_limits, make_settings, wait_until
 from tests.mailbox import csrf_token, link, messages
 
 
 @pytest.fixture()
 def limited(stack_factory: Callable[..., Stack]) -> Stack:
-    import redis
-
     # Every test of this module uses this one stack: the app is built once per module.
     stack = stack_factory(signup_rate_limit="50 per minute", confirmations_per_address_per_day=2)
-    client = redis.Redis.from_url(stack.services.settings.redis_url)
-    for key in client.scan_iter("drip-limits*"):
-        client.delete(key)
-    client.close()
+    clear_signup_limits(stack)
     return stack
 
 

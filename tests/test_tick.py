@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +14,7 @@ from drip.data.db import Database
 from drip.data.migrate import upgrade
 from drip.data.models import Delivery, Enrollment, Subscriber
 from drip.sending import dispatch
-from tests import services as real
-from tests.conftest import COURSE_DIR, Stack, wait_until
+from tests.conftest import COURSE_DIR, Stack, scratch_postgres_database, wait_until
 from tests.test_concurrency import confirmed_subscribers
 
 NOW = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)
@@ -26,16 +24,8 @@ TABLES = ("subscribers", "enrollments", "deliveries")
 @pytest.fixture()
 def scratch_postgres() -> Iterator[str]:
     """A database of its own: the test reads the server's per-table scan counters."""
-    if not real.postgres_available():
-        real.missing(f"PostgreSQL at {real.POSTGRES_URL}")
-    name = f"drip_test_tick_{secrets.token_hex(4)}"
-    with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{real.POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(real.POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("drip_test_tick") as url:
+        yield url
 
 
 def counters(url: str) -> dict[str, tuple[int, int, int]]:
