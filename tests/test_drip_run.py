@@ -130,3 +130,55 @@ def test_one_child_dying_stops_drip_run_and_all_the_others(tmp_path: Path) -> No
             os.killpg(process.pid, signal.SIGKILL)
         for pid in processes_of(var_dir):
             os.kill(pid, signal.SIGKILL)
+
+
+def worker_master(run_pid: int) -> int | None:
+    """The Celery worker `drip run` started (its direct child with "worker" in the command)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if parent == run_pid and b"worker" in command:
+                return int(entry.name)
+    return None
+
+
+def test_a_dead_worker_is_started_again_and_sends_the_next_confirmation(tmp_path: Path) -> None:
+    """The worker can exit by itself (a broker lost while it holds a message): `drip run`
+    starts it again instead of running without one, and mail goes out again."""
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_drip_run(var_dir, port, tmp_path / "drip-run.log")
+    try:
+        wait_until(lambda: ready(base), timeout=90, interval=0.3)
+        first = wait_until(lambda: worker_master(process.pid), timeout=10)
+        os.killpg(first, signal.SIGKILL)  # the worker and its pool children, at once
+        second = wait_until(
+            lambda: (pid := worker_master(process.pid)) not in (None, first) and pid,
+            timeout=10,
+            interval=0.2,
+        )
+        assert second and process.poll() is None, "drip run goes on"
+        request = urllib.request.Request(
+            f"{base}/api/v1/subscribers",
+            data=b'{"email": "after-restart@example.com"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert urllib.request.urlopen(request, timeout=10).status == 202
+        confirmation = wait_until(lambda: outbox(var_dir), timeout=60, interval=0.3)[0]
+        assert confirmation["To"] == "after-restart@example.com"
+        assert (
+            "worker exited with code -9; starting it again"
+            in (tmp_path / "drip-run.log").read_text()
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+        for pid in processes_of(var_dir):
+            os.kill(pid, signal.SIGKILL)

@@ -1,6 +1,10 @@
 """`drip run`: web, worker and scheduler (and a Redis when none is configured) in one terminal.
 
-Ctrl-C stops them all; if one of them dies, the others are stopped too, so
+Ctrl-C stops them all. If the worker dies it is started again (a few times, then
+everything stops): Celery's worker can exit on a broker connection lost while
+it holds a message (kombu fails to restore it to a Redis that is down), and a
+restarted worker loses nothing, since a batch it held is handed out again once
+its send lease passes. If any other child dies, the others are stopped too, so
 the service never runs half-alive without saying so.
 """
 
@@ -13,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 import click
@@ -21,11 +25,19 @@ import click
 from drip.cli.embedded_redis import EmbeddedRedis
 from drip.config import Settings
 
+# Children started again when they exit, and how often within RESTART_WINDOW seconds.
+RESTARTABLE = frozenset({"worker"})
+MAX_RESTARTS = 5
+RESTART_WINDOW = 300.0
+
 
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
+    restarts: list[float] = field(default_factory=list)  # monotonic times of restarts
 
 
 def child_commands(settings: Settings, host: str, port: int) -> dict[str, list[str]]:
@@ -63,7 +75,7 @@ def run_service(settings: Settings, host: str, port: int) -> int:
         for name, command in child_commands(settings, host, port).items():
             if stopping:
                 break
-            children.append(Child(name, _start_child(command, env)))
+            children.append(Child(name, _start_child(command, env), command, env))
         click.echo(
             f"drip: web on http://{host}:{port}, worker and scheduler started; Ctrl-C stops all"
         )
@@ -90,13 +102,33 @@ def _watch(children: list[Child], stopping: Callable[[], bool]) -> int:
     while not stopping():
         for child in children:
             code = child.process.poll()
-            if code is not None:
+            if code is None:
+                continue
+            if not _restart(child, code):
                 click.echo(
                     f"drip: {child.name} exited with code {code}; stopping the rest", err=True
                 )
                 return code or 1
         time.sleep(0.3)
     return 0
+
+
+def _restart(child: Child, code: int) -> bool:
+    """Start a restartable child again, unless it keeps dying (then the run stops)."""
+    now = time.monotonic()
+    child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW]
+    if child.name not in RESTARTABLE or len(child.restarts) >= MAX_RESTARTS:
+        return False
+    # Its pool children must not outlive it, as on a stop.
+    _signal_group(child.process.pid, signal.SIGKILL)
+    child.restarts.append(now)
+    click.echo(
+        f"drip: {child.name} exited with code {code}; starting it again "
+        f"({len(child.restarts)} of {MAX_RESTARTS} restarts in {RESTART_WINDOW:.0f}s)",
+        err=True,
+    )
+    child.process = _start_child(child.command, child.env)
+    return True
 
 
 def _signal_group(pid: int, signum: int) -> None:
