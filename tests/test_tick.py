@@ -80,7 +80,10 @@ def test_a_tick_on_a_large_table_scans_no_table_from_end_to_end(scratch_postgres
     )  # fmt: skip
     database.dispose()  # the server counts a session's scans when it ends
     assert (due.materialized, idle.materialized) == (2000, 0)
-    assert sorted(len(batch) for batch in batches) == [1000, 1000]
+    # Every due lesson handed out once; how the two sessions split them into batches varies.
+    handed_out = [delivery for batch in batches for delivery in batch]
+    assert len(handed_out) == len(set(handed_out)) == 2000
+    assert all(len(batch) <= 1000 for batch in batches)
 
     def counted() -> dict[str, tuple[int, int, int]] | None:
         after = counters(url)
