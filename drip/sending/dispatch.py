@@ -104,8 +104,8 @@ def materialize_due(
     3. Move each enrollment on to its next lesson and due time, only if it is
        still at the lesson we read (a conditional update).
 
-    With ``sessions`` > 1 (PostgreSQL only) that many database sessions take
-    chunks at once, each skipping the rows the others hold, while this thread
+    With ``sessions`` > 1 (PostgreSQL only) and more than a chunk due, that many
+    database sessions take chunks at once, each skipping the rows the others hold, while this thread
     hands out what they have committed.
     """
     result = Materialized()
@@ -123,6 +123,13 @@ def materialize_due(
     def chunk() -> tuple[int, ByLesson]:
         return _materialize_chunk(database, course, now, day_seconds, hand_out)
 
+    # One session first: a tick with less than a chunk due (most ticks) needs no
+    # second connection, and its lessons are not split between sessions into
+    # batches smaller than they need to be.
+    locked, created = chunk()
+    take(locked, created)
+    if locked < MATERIALIZE_CHUNK:
+        return result
     if sessions <= 1 or database.is_sqlite:
         while True:
             locked, created = chunk()
