@@ -26,6 +26,8 @@ from drip.web import (
 )
 from drip.web.admin import routes as admin_routes
 from drip.web.extensions import csrf
+from drip.web.signup import SEND_CONFIRMATIONS_TASK
+from drip.web.signup_fast_path import SignupFastPath
 
 MAX_REQUEST_BYTES = 64 * 1024  # a signup is a few hundred bytes; a 1 MB body is refused with 413
 
@@ -41,17 +43,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,
     )
+    services = app.extensions["drip"] = build_services(settings, clock)
+    csrf.init_app(app)
+    celery = celery_init_app(app, settings)
+    app.wsgi_app = SignupFastPath(  # type: ignore[method-assign]
+        app.wsgi_app,
+        services,
+        wake_sender=lambda: celery.send_task(SEND_CONFIRMATIONS_TASK),
+        max_body_bytes=MAX_REQUEST_BYTES,
+    )
     if settings.trusted_proxies:
         # Client IPs (rate limits, consent records) come from the proxies' X-Forwarded-For.
         proxied = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1)
         app.wsgi_app = proxied  # type: ignore[method-assign]
-    app.extensions["drip"] = build_services(settings, clock)
-    csrf.init_app(app)
-    celery_init_app(app, settings)
     _register_blueprints(app, settings)
     configure_logging(settings)
     # Raises NotReady when real mail would go out with placeholders (drip/ops/readiness.py).
-    readiness.enforce(settings, app.extensions["drip"].course)
+    readiness.enforce(settings, services.course)
     return app
 
 

@@ -20,11 +20,22 @@ from drip.web.api_auth import current_caller
 from drip.web.api_errors import error
 from drip.web.limits import AddressLimited
 from drip.web.openapi import document
-from drip.web.signup import client_address, consent_context, count_refused, sign_up
+from drip.web.signup import (
+    client_address,
+    consent_context,
+    count_refused,
+    sender_waker,
+    sign_up,
+)
 
 blueprint = Blueprint("api", __name__)
 
+SIGNUPS_PATH = "/api/v1/subscribers"
+SIGNUP_FIELDS = frozenset({"email", "first_name", "timezone", "consent"})
+SOURCE = "api"  # the consent record's source for a signup through the API
 ACCEPTED_MESSAGE = "Check your inbox: we sent a link to confirm your address."
+ACCEPTED = {"status": "pending_confirmation", "message": ACCEPTED_MESSAGE}
+ADDRESS_LIMITED_MESSAGE = "too many confirmation emails for this address today; try tomorrow"
 
 
 def _keyed() -> bool:
@@ -32,7 +43,7 @@ def _keyed() -> bool:
     return current_caller() is not None
 
 
-@blueprint.post("/api/v1/subscribers")
+@blueprint.post(SIGNUPS_PATH)
 def create_subscriber() -> tuple[Response, int]:
     # Per-client limits (a 429 past them) count every request, refused or not,
     # except a keyed caller's; the per-address limit counts confirmation emails.
@@ -45,7 +56,7 @@ def create_subscriber() -> tuple[Response, int]:
     if not isinstance(body, dict):
         count_refused(services, client)
         return error(400, None, "the body must be a JSON object")
-    unknown = sorted(set(body) - {"email", "first_name", "timezone", "consent"})
+    unknown = sorted(set(body) - SIGNUP_FIELDS)
     if unknown:
         count_refused(services, client)
         return error(422, unknown[0], "unknown field")
@@ -58,16 +69,20 @@ def create_subscriber() -> tuple[Response, int]:
         count_refused(services, client)
         return error(422, exc.field, exc.message)
     try:
-        sign_up(services, signup, source="api", client=client)
-    except AddressLimited as exc:
-        response, status = error(
-            429, "email", "too many confirmation emails for this address today; try tomorrow"
+        sign_up(
+            services,
+            signup,
+            consent_context(services, SOURCE),
+            client=client,
+            wake_sender=sender_waker(),
         )
+    except AddressLimited as exc:
+        response, status = error(429, "email", ADDRESS_LIMITED_MESSAGE)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
     # The same answer whether the address is new, pending or already active:
     # the API must not tell who is subscribed.
-    return jsonify({"status": "pending_confirmation", "message": ACCEPTED_MESSAGE}), 202
+    return jsonify(ACCEPTED), 202
 
 
 def _create_confirmed(body: dict[str, Any]) -> tuple[Response, int]:

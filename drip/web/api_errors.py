@@ -6,5 +6,9 @@ from flask import jsonify
 from werkzeug.wrappers import Response
 
 
+def error_body(field: str | None, message: str) -> dict[str, dict[str, str | None]]:
+    return {"error": {"field": field, "message": message}}
+
+
 def error(status: int, field: str | None, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"field": field, "message": message}}), status
+    return jsonify(error_body(field, message)), status

@@ -13,7 +13,13 @@ from drip.subscribers.validation import InvalidInput, clean_signup
 from drip.tokens import InvalidToken
 from drip.web.extensions import csrf
 from drip.web.limits import AddressLimited
-from drip.web.signup import client_address, count_refused, sign_up
+from drip.web.signup import (
+    client_address,
+    consent_context,
+    count_refused,
+    sender_waker,
+    sign_up,
+)
 
 blueprint = Blueprint("public", __name__)
 
@@ -49,7 +55,8 @@ def subscribe() -> Response | tuple[str, int]:
         values = {"email": form.get("email", ""), "first_name": form.get("first_name", "")}
         return _landing_page(errors={exc.field: exc.message}, values=values), 400
     try:
-        sign_up(services, signup, source="form:/", client=client)
+        consent = consent_context(services, "form:/")
+        sign_up(services, signup, consent, client=client, wake_sender=sender_waker())
     except AddressLimited as exc:
         return address_limited_page(exc)
     return redirect(url_for(".thanks"), code=303)

@@ -16,6 +16,7 @@ let the signup through and the periodic sender (every 10 s) sends its email.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import current_app, request
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -36,19 +37,36 @@ from drip.web.limits import AddressLimited
 
 log = logging.getLogger(__name__)
 
+SEND_CONFIRMATIONS_TASK = "drip.send_confirmations"
 # Retry-After of a signup refused while the database is away.
 UNAVAILABLE_RETRY_SECONDS = 5
 
 
-def consent_context(services: Services, source: str) -> ConsentContext:
-    landing = services.course.landing
+def consent_given(services: Services, source: str, *, ip: str, user_agent: str) -> ConsentContext:
+    """The consent a signup gives: the landing page's text and version, from whom."""
     return ConsentContext(
         source=source,
-        text=landing.consent,
+        text=services.course.landing.consent,
         text_version=services.course.consent_version,
+        ip=ip,
+        user_agent=user_agent,
+    )
+
+
+def consent_context(services: Services, source: str) -> ConsentContext:
+    """The consent of the current Flask request."""
+    return consent_given(
+        services,
+        source,
         ip=request.remote_addr or "",
         user_agent=request.headers.get("User-Agent", ""),
     )
+
+
+def sender_waker() -> Callable[[], None]:
+    """Queue a confirmation sender through the current app's Celery."""
+    celery = current_app.extensions["celery"]
+    return lambda: celery.send_task(SEND_CONFIRMATIONS_TASK)
 
 
 def client_address(*, keyed: bool = False) -> str | None:
@@ -66,7 +84,12 @@ def count_refused(services: Services, client: str | None) -> None:
 
 
 def sign_up(
-    services: Services, signup: SignupInput, source: str, *, client: str | None
+    services: Services,
+    signup: SignupInput,
+    consent: ConsentContext,
+    *,
+    client: str | None,
+    wake_sender: Callable[[], None],
 ) -> SignupOutcome:
     """Count the signup against its limits, store it with its confirmation due.
 
@@ -85,7 +108,7 @@ def sign_up(
         outcome = record_signup(
             services.database,
             signup,
-            consent_context(services, source),
+            consent,
             now=services.now(),
             secret_key=settings.secret_key,
         )
@@ -97,8 +120,7 @@ def sign_up(
             retry_after=UNAVAILABLE_RETRY_SECONDS,
         ) from exc
     if outcome.send_confirmation:
-        celery = current_app.extensions["celery"]
-        confirmation_nudge.soon(settings, lambda: celery.send_task("drip.send_confirmations"))
+        confirmation_nudge.soon(settings, wake_sender)
     else:
         limits.give_back(settings, counted)  # no email: the address's count stays as it was
     return outcome
