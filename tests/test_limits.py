@@ -71,3 +71,56 @@ def test_signups_per_ip_are_limited_with_a_clear_429(limited: Stack) -> None:
         environ_base={"REMOTE_ADDR": "192.0.2.10"},
     )
     assert other_ip.status_code == 202
+
+
+def test_the_limits_keep_counting_after_redis_lost_its_scripts_and_connections(
+    limited: Stack,
+) -> None:
+    """A Redis restart in small: the script cache flushed, the limits' connections cut.
+    The next signups are still counted (not let through unchecked): five a minute."""
+    import redis
+
+    from drip.web.limits import CLIENT_NAME
+
+    def api(n: int) -> int:
+        return int(
+            limited.client.post(
+                "/api/v1/subscribers",
+                json={"email": f"restart{n}@example.com"},
+                environ_base={"REMOTE_ADDR": "192.0.2.77"},
+            ).status_code
+        )
+
+    assert [api(n) for n in range(2)] == [202, 202]
+    admin = redis.Redis.from_url(limited.services.settings.broker_url)
+    admin.script_flush()
+    ours = [c for c in admin.client_list() if c.get("name") == CLIENT_NAME]
+    assert ours, "the signups' limits have a connection of their own, named"
+    for connection in ours:
+        admin.client_kill_filter(_id=connection["id"])
+    assert [api(n) for n in range(2, 7)] == [202, 202, 202, 429, 429]
+
+
+def test_a_signup_goes_through_when_redis_does_not_answer(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """The limits fail open: nothing listens where Redis should be, the signup is stored."""
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+
+    from drip.app import create_app
+    from drip.data.db import Database
+    from drip.data.migrate import upgrade
+    from drip.data.models import Consent
+    from tests.conftest import make_settings
+
+    var = Path(str(tmp_path))
+    url = f"sqlite:///{var}/no-redis.sqlite3"
+    upgrade(Database(url))
+    settings = make_settings("sqlite", url, "redis://127.0.0.1:9", var, rate_limits_enabled=True)
+    client = create_app(settings).test_client()
+    answer = client.post("/api/v1/subscribers", json={"email": "no-redis@example.com"})
+    assert answer.status_code == 202
+    with Database(url).session() as session:
+        assert session.scalar(select(func.count()).select_from(Consent)) == 1
