@@ -12,6 +12,8 @@ from sqlalchemy import Engine, Table, bindparam, create_engine, event, text, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from drip.data.wal_checkpoints import WalCheckpoints
+
 
 def normalize_url(url: str) -> str:
     # psycopg 3 is the driver we ship; a plain postgresql:// URL would ask for psycopg2.
@@ -76,6 +78,9 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._statement_engine: Engine | None = None
         self._statement_lock = threading.Lock()
+        # SQLite: checkpoints for the connections that write signups (wal_checkpoints.py).
+        path = self.engine.url.database if self.is_sqlite else None
+        self.wal_checkpoints = WalCheckpoints(path) if path and path != ":memory:" else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,6 +117,9 @@ class Database:
                     self.url,
                     isolation_level="AUTOCOMMIT",
                     pool_pre_ping=False,
+                    # Each statement commits by itself: a connection given back holds
+                    # no transaction, so there is nothing to roll back.
+                    pool_reset_on_return=None,
                     connect_args={
                         "prepare_threshold": 0,
                         "connect_timeout": 5,
@@ -121,6 +129,8 @@ class Database:
             return self._statement_engine
 
     def dispose(self) -> None:
+        if self.wal_checkpoints is not None:
+            self.wal_checkpoints.stop()
         self.engine.dispose()
         with self._statement_lock:
             if self._statement_engine is not None:

@@ -42,6 +42,7 @@ from drip.data.models import (
     Suppression,
     UTCDateTime,
 )
+from drip.data.wal_checkpoints import AUTOCHECKPOINT_OFF
 from drip.subscribers.validation import SignupInput
 
 # The suppression reason an erasure leaves. Every other reason (bounce,
@@ -308,6 +309,8 @@ def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupO
         pooled = database.engine.raw_connection()
         try:
             connection: Any = pooled.driver_connection
+            if database.wal_checkpoints is not None:
+                connection.execute(AUTOCHECKPOINT_OFF)  # a thread checkpoints instead
             _begin_immediate(connection)
             try:
                 outcome = _signup_statements(connection.cursor(), values)
@@ -317,6 +320,8 @@ def _record_signup_sqlite(database: Database, values: dict[str, Any]) -> SignupO
                 raise
         finally:
             pooled.close()
+    if database.wal_checkpoints is not None:
+        database.wal_checkpoints.soon()
     return outcome
 
 
