@@ -93,6 +93,21 @@ def test_links_made_without_itsdangerous_are_the_ones_it_makes_and_reads() -> No
     assert long_key.make(tokens.CLICK, 5) == long_key._signers[tokens.CLICK].sign(b"5").decode()
 
 
+def test_confirmation_links_made_without_itsdangerous_are_its_timestamped_ones() -> None:
+    made = Tokens(SECRET)
+    assert tokens.CONFIRM in made._fast_timed, "made by the fast path"
+    signer = made._signers[tokens.CONFIRM]
+    for ids in ((1, 2), (42, 1_000_000), (2**40, 7)):
+        for _ in range(5):  # both made within one second, so with the same timestamp
+            before = int(time.time())
+            token = made.make(tokens.CONFIRM, *ids)
+            theirs = signer.sign(tokens._encode(ids)).decode()
+            if int(time.time()) == before:
+                break
+        assert token == theirs
+        assert made.read(tokens.CONFIRM, token) == list(ids)
+
+
 def test_a_lessons_links_are_the_ones_made_one_by_one() -> None:
     links = Links("https://drip.test", Tokens(SECRET))
     assert links.lesson(42, 77) == (links.unsubscribe(42), links.preferences(42), links.click(77))

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from drip.course import render
+from drip.course.model import Course
 from drip.data.models import RESTARTABLE, Consent, Subscriber
 from drip.mail.base import Batch, MailError, Recipient, SendingDisabled
 from drip.sending import circuit
@@ -26,6 +28,12 @@ from drip.services import Services
 LEASE = timedelta(minutes=2)
 # A batch the provider could not take now (throttled, down) is due again after this.
 RETRY_AFTER = timedelta(seconds=30)
+
+
+@lru_cache(maxsize=8)
+def rendered_confirmation(course: Course, base_url: str) -> render.RenderedEmail:
+    """The same for every recipient (their links are substitutions): rendered once."""
+    return render.render_confirmation(course, base_url)
 
 
 class ConfirmationNotSent(Exception):
@@ -48,7 +56,7 @@ def send_confirmation(services: Services, subscriber_id: int, consent_id: int) -
             return False
         email, first_name = subscriber.email, subscriber.first_name
     course = services.course
-    rendered = render.render_confirmation(course, services.settings.base_url)
+    rendered = rendered_confirmation(course, services.settings.base_url)
     values = render.personal_values(
         first_name=first_name,
         unsubscribe_url=services.links.unsubscribe(subscriber_id),
@@ -153,7 +161,7 @@ def claim_due(services: Services, *, limit: int) -> list[Waiting]:
 
 def send_claimed(services: Services, waiting: Sequence[Waiting]) -> int:
     course = services.course
-    rendered = render.render_confirmation(course, services.settings.base_url)
+    rendered = rendered_confirmation(course, services.settings.base_url)
     batch = Batch(
         from_email=course.sender_email,
         from_name=course.sender_name,
