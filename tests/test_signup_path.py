@@ -135,7 +135,7 @@ def test_a_signup_survives_its_pooled_connection_being_dropped(limited: Stack) -
     single statements exists on PostgreSQL only.)"""
     from sqlalchemy import text
 
-    from drip.data.db import STATEMENTS_APPLICATION_NAME
+    from drip.data.prepared import STATEMENTS_APPLICATION_NAME
 
     def api(email: str) -> int:
         return int(limited.client.post("/api/v1/subscribers", json={"email": email}).status_code)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, Table, bindparam, create_engine, event, text, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from drip.data.prepared import PreparedStatements
 from drip.data.wal_checkpoints import WalCheckpoints
 
 
@@ -46,11 +47,6 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# How the single-statement pool's connections name themselves to PostgreSQL
-# (pg_stat_activity.application_name).
-STATEMENTS_APPLICATION_NAME = "drip single statements"
-
-
 class Database:
     """One engine and its session factory; created by create_app, never at import."""
 
@@ -76,7 +72,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._statement_engine: Engine | None = None
+        self._prepared: PreparedStatements | None = None
         self._statement_lock = threading.Lock()
         # SQLite: checkpoints for the connections that write signups (wal_checkpoints.py).
         path = self.engine.url.database if self.is_sqlite else None
@@ -98,44 +94,23 @@ class Database:
             yield session
 
     @property
-    def statements(self) -> Engine:
-        """PostgreSQL: a second, small pool for single statements on a hot path (a signup).
-
-        Each statement commits by itself (autocommit: no BEGIN and COMMIT round
-        trips), a connection is not pinged before use (the caller retries once
-        on a dropped connection instead), and statements are prepared on the
-        server at once, so PostgreSQL plans each only once per connection. Only
-        for statements whose every lookup is by a unique key: a generic plan is
-        then the right plan (see the main engine for why it is not elsewhere).
-        SQLite: the main engine.
-        """
+    def prepared(self) -> PreparedStatements:
+        """PostgreSQL: hot-path statements on libpq connections of each thread (prepared.py)."""
         if self.is_sqlite:
-            return self.engine
+            raise TypeError("prepared statements are for PostgreSQL")
         with self._statement_lock:
-            if self._statement_engine is None:
-                self._statement_engine = create_engine(
-                    self.url,
-                    isolation_level="AUTOCOMMIT",
-                    pool_pre_ping=False,
-                    # Each statement commits by itself: a connection given back holds
-                    # no transaction, so there is nothing to roll back.
-                    pool_reset_on_return=None,
-                    connect_args={
-                        "prepare_threshold": 0,
-                        "connect_timeout": 5,
-                        "application_name": STATEMENTS_APPLICATION_NAME,
-                    },
-                )
-            return self._statement_engine
+            if self._prepared is None:
+                self._prepared = PreparedStatements(self.url)
+            return self._prepared
 
     def dispose(self) -> None:
         if self.wal_checkpoints is not None:
             self.wal_checkpoints.stop()
         self.engine.dispose()
         with self._statement_lock:
-            if self._statement_engine is not None:
-                self._statement_engine.dispose()
-                self._statement_engine = None
+            if self._prepared is not None:
+                self._prepared.close()
+                self._prepared = None
 
 
 def bulk_update(

@@ -42,6 +42,7 @@ from drip.data.models import (
     Suppression,
     UTCDateTime,
 )
+from drip.data.prepared import Statement
 from drip.data.wal_checkpoints import AUTOCHECKPOINT_OFF
 from drip.subscribers.validation import SignupInput
 
@@ -200,7 +201,11 @@ SELECT subscriber_id, id FROM consent
 """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
-_SIGNUP_POSTGRESQL_DRIVER = re.sub(r":(\w+)", r"%(\1)s", _SIGNUP_POSTGRESQL.text)
+_SIGNUP_STATEMENT = Statement.from_named(
+    "drip_signup",
+    re.sub(r":(\w+)", r"%(\1)s", _SIGNUP_POSTGRESQL.text),
+    timestamps=frozenset({"now"}),
+)
 
 # SQLite: the same in three short statements under the write lock (BEGIN
 # IMMEDIATE), on the driver's connection (no SQLAlchemy compilation).
@@ -267,28 +272,16 @@ def record_signup(
 
 
 def _record_signup_postgresql(database: Database, values: dict[str, Any]) -> SignupOutcome:
-    """The statement on the driver's connection, taken from the pool: no SQLAlchemy
-    compilation or result processing per signup."""
-    for attempt in (1, 2):
-        try:
-            pooled = database.statements.raw_connection()
-        except psycopg.OperationalError as exc:  # no connection at all: the server is away
-            raise OperationalError("connect", None, exc) from exc
-        connection: Any = pooled.driver_connection
-        try:
-            row = connection.execute(_SIGNUP_POSTGRESQL_DRIVER, values).fetchone()
-        except psycopg.OperationalError as exc:
-            # A pooled connection the server dropped (a restart): the statement,
-            # which commits whole or not at all, did not run; once more on a new one.
-            dropped = bool(connection.broken)
-            pooled.invalidate(exc)
-            if attempt == 2 or not dropped:
-                raise OperationalError(_SIGNUP_POSTGRESQL_DRIVER, None, exc) from exc
-            continue
-        finally:
-            pooled.close()
-        return SignupOutcome(row[0], row[1]) if row is not None else SignupOutcome()
-    raise AssertionError("unreachable")
+    """The statement run by libpq on a connection of this thread's own (drip/data/prepared.py)."""
+    try:
+        row = database.prepared.first_row(_SIGNUP_STATEMENT, values)
+    except psycopg.OperationalError as exc:  # no connection, or the server went away
+        raise OperationalError(_SIGNUP_POSTGRESQL.text, None, exc) from exc
+    if row is None:
+        return SignupOutcome()
+    subscriber_id, consent_id = row
+    assert subscriber_id is not None and consent_id is not None
+    return SignupOutcome(int(subscriber_id), int(consent_id))
 
 
 # Waiting for another process's write lock, SQLite's own busy handler sleeps
