@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -186,6 +187,7 @@ def run_path(
     batch_size: int,
     memory: MemoryCurve | None = None,
     hold: bool = False,
+    claim_in_tick: bool = True,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
@@ -200,14 +202,19 @@ def run_path(
     )
     started = time.perf_counter()
     watcher.start()
-    held: list[list[int]] = []
+    held: list[tuple[list[int], datetime | None]] = []
     with celery.producer_or_acquire() as producer:
 
-        def hand_out(ids: list[int]) -> None:
-            celery.send_task("drip.send_batch", args=[ids], producer=producer)
+        def hand_out(ids: list[int], claimed_at: datetime | None = None) -> None:
+            args: list[object] = [ids] if claimed_at is None else [ids, claimed_at.isoformat()]
+            celery.send_task("drip.send_batch", args=args, producer=producer)
+
+        def hold_back(ids: list[int], claimed_at: datetime | None = None) -> None:
+            held.append((ids, claimed_at))
 
         # The real tick: it hands each committed chunk to the workers at once,
         # so sending overlaps materializing (unless held back to time the workers alone).
+        enqueue = hold_back if hold else hand_out
         tick = dispatch.run_tick(
             services.database,
             services.course,
@@ -215,12 +222,13 @@ def run_path(
             day_seconds=settings.day_seconds,
             lease_seconds=settings.lease_seconds,
             batch_size=batch_size,
-            enqueue=held.append if hold else hand_out,
+            enqueue=enqueue,
+            enqueue_claimed=enqueue if claim_in_tick else None,
         )
         tick_s = time.perf_counter() - started
         sending = time.perf_counter()
-        for ids in held:
-            hand_out(ids)
+        for ids, claimed_at in held:
+            hand_out(ids, claimed_at)
     materialized = tick.materialized
     assert materialized == count, (materialized, count)
     watcher.join()
@@ -292,7 +300,7 @@ def report(
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
         f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
-        f"{' --hold' if args.hold else ''}`"
+        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}`"
         f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
@@ -341,6 +349,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="hand the batches out only once the tick is done, to time the workers alone",
     )
     parser.add_argument(
+        "--claim-in-worker",
+        action="store_true",
+        help="the tick inserts deliveries queued and each send task claims its batch "
+        "(the path before the tick handed batches out already claimed)",
+    )
+    parser.add_argument(
         "--rss-every",
         type=int,
         default=100_000,
@@ -380,11 +394,12 @@ def main(args: argparse.Namespace) -> str:
         # Warm-up: two batches per worker child recorded.
         warm_up = min(args.subscribers, 2 * 1000 * args.workers * args.concurrency)
         memory = MemoryCurve(worker_pids, args.rss_every, warm_up)
+        in_tick = not args.claim_in_worker
         batched = run_path(
-            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold
+            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold, in_tick
         )
         single = run_path(
-            "one per request", url, settings, sink_url, args.single, 1, None, args.hold
+            "one per request", url, settings, sink_url, args.single, 1, None, args.hold, in_tick
         )
         return report([batched, single], args, args.workers, memory)
     finally:

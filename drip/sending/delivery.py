@@ -35,7 +35,20 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, any_, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -134,9 +147,17 @@ _LOADED = (
 
 
 def _claim(
-    session: Session, delivery_ids: Sequence[int], now: datetime, lease: int
+    session: Session,
+    delivery_ids: Sequence[int],
+    now: datetime,
+    lease: int,
+    handed_over: datetime | None = None,
 ) -> tuple[list[Any], set[int]]:
     """Claim the deliveries still queued among ``delivery_ids``: their rows and who bought.
+
+    With ``handed_over`` (the tick's mark of a pre-claimed hand-out this task run
+    alone may take, see ``_take_handed_out``) it also takes the rows still as the
+    tick claimed them, renewing their lease; their attempt stays the first.
 
     On PostgreSQL one statement claims, reads each subscriber and enrollment and
     asks who bought; the ids travel as one array (``= ANY``) rather than a
@@ -144,18 +165,23 @@ def _claim(
     SQLite cannot return columns of the joined tables from an UPDATE, so there
     it is three statements in the same transaction.
     """
+    queued = Delivery.status == DeliveryStatus.QUEUED.value
+    claimable = queued if handed_over is None else or_(queued, _as_handed_out(handed_over))
     claiming = update(Delivery).values(
         status=DeliveryStatus.SENDING.value,
         lease_until=now + timedelta(seconds=lease),
-        attempts=Delivery.attempts + 1,
+        attempts=Delivery.attempts + case((queued, 1), else_=0),
     )
-    queued = Delivery.status == DeliveryStatus.QUEUED.value
+    if handed_over is not None:
+        # A row taken as the tick claimed it loses the hand-out's mark: no other run
+        # of the same hand-out can take it again.
+        claiming = claiming.values(enqueued_at=case((queued, Delivery.enqueued_at), else_=None))
     if session.get_bind().dialect.name == "postgresql":
         ids = bindparam("ids", list(delivery_ids), type_=postgresql.ARRAY(Integer))
         rows = session.connection().execute(
             claiming.where(
                 Delivery.id == any_(ids),
-                queued,
+                claimable,
                 Subscriber.id == Delivery.subscriber_id,
                 Enrollment.id == Delivery.enrollment_id,
             ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
@@ -164,20 +190,108 @@ def _claim(
         return loaded, {row.subscriber_id for row in loaded if row.buyer}
     claimed = list(
         session.scalars(
-            claiming.where(Delivery.id.in_(delivery_ids), queued).returning(Delivery.id)
+            claiming.where(Delivery.id.in_(delivery_ids), claimable).returning(Delivery.id)
         )
     )
-    if not claimed:
-        return [], set()
+    return _load(session, Delivery.id.in_(claimed)) if claimed else ([], set())
+
+
+def _as_handed_out(handed_out_at: datetime) -> Any:
+    """Still as the tick inserted it: claimed, first attempt, its hand-out mark.
+
+    Whoever took a row since changed one of these: a claim after a reclaim counts
+    a second attempt, a reclaim or a release leaves "sending", a takeover
+    through ``_claim`` moves the mark.
+    """
+    return and_(
+        Delivery.status == DeliveryStatus.SENDING.value,
+        Delivery.attempts == 1,
+        Delivery.enqueued_at == handed_out_at,
+    )
+
+
+def _load(session: Session, which: Any) -> tuple[list[Any], set[int]]:
+    """Rows to send (with subscriber and enrollment) and who bought, read without writing."""
+    loaded: list[Any]
+    if session.get_bind().dialect.name == "postgresql":
+        loaded = list(
+            session.execute(
+                select(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+                .where(which)
+            ).all()
+        )
+        return loaded, {row.subscriber_id for row in loaded if row.buyer}
     loaded = list(
         session.execute(
             select(*_LOADED)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
-            .where(Delivery.id.in_(claimed))
+            .where(which)
         ).all()
     )
     return loaded, buyers(session, {row.subscriber_id for row in loaded})
+
+
+def _take_handed_out(
+    database: Database,
+    delivery_ids: Sequence[int],
+    handed_out_at: datetime,
+    hand_out: str,
+    now: datetime,
+    lease: int,
+    journal: SendJournal | None,
+) -> tuple[list[Any], set[int]]:
+    """Take a batch the tick handed out already claimed (dispatch.run_tick).
+
+    The broker may deliver one hand-out to more than one task run (a worker killed
+    mid-batch gets its message redelivered; a task retried after an outage runs
+    again), so the first run marks it taken in the journal, atomically. That run
+    reads the rows still as the tick made them without writing a thing, if their
+    lease has a whole lease left (what a claim would give it; a reclaim needs the
+    lease run out, and this worker renews it every third of a lease from now on);
+    the rest it claims, the mark moved on so that no later run can match them.
+    A later run claims only what went back to the queue meanwhile: rows the first
+    run may have sent are left to the reclaim once their lease runs out, which
+    counts a second attempt and reads the journal, as after any dead worker.
+    Without a journal no run can be told from another, so each claims.
+    """
+    ids = list(delivery_ids)
+    if journal is None:
+        with database.session() as session:
+            return _claim(session, ids, now, lease, handed_over=handed_out_at)
+    try:
+        first = journal.take(hand_out)
+    except JournalUnavailable as exc:
+        # Nothing could be noted before posting either: leave them to the reclaim.
+        log.warning("%s", exc)
+        first = False
+    with database.session() as session:
+        if not first:
+            return _claim(session, ids, now, lease)
+        held = _as_handed_out(handed_out_at)
+        rows, bought = _load(
+            session,
+            and_(
+                _among(session, ids),
+                held,
+                Delivery.lease_until >= now + timedelta(seconds=lease),
+            ),
+        )
+        if len(rows) == len(ids):
+            return rows, bought
+        taken = {row.id for row in rows}
+        more, more_bought = _claim(
+            session, [i for i in ids if i not in taken], now, lease, handed_over=handed_out_at
+        )
+        return rows + more, bought | more_bought
+
+
+def _among(session: Session, ids: list[int]) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return Delivery.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Integer)))
+    return Delivery.id.in_(ids)
 
 
 def _recipients(rows: list[Any], links: Links) -> tuple[Recipient, ...]:
@@ -292,24 +406,39 @@ def deliver_batch(
     now: datetime | None = None,
     clock: Callable[[], datetime] | None = None,
     journal: SendJournal | None = None,
+    claimed_at: datetime | None = None,
+    hand_out: str = "",
 ) -> BatchReport:
     """Send the deliveries still queued among ``delivery_ids``.
 
     ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
     The ``journal`` is what lets a worker taking over a batch tell accepted from
     lost; in-process callers that never take over another's batch may go without.
+    ``claimed_at`` says the tick handed the batch out already claimed, with that
+    mark (``dispatch.run_tick``): its rows need no claiming write. ``hand_out``
+    names that hand-out, the same for every run of it (the Celery task id).
     """
     clock = _pinned(now) if now is not None else clock or system_clock
     now = clock()
     report = BatchReport()
-    with database.session() as session:
-        rows, bought = _claim(session, delivery_ids, now, lease_seconds)
+    taken = None
+    if claimed_at is not None and delivery_ids:
+        ids = list(delivery_ids)
+        taken = hand_out or f"{claimed_at.isoformat()}:{ids[0]}:{ids[-1]}:{len(ids)}"
+        rows, bought = _take_handed_out(
+            database, ids, claimed_at, taken, now, lease_seconds, journal
+        )
+    else:
+        with database.session() as session:
+            rows, bought = _claim(session, delivery_ids, now, lease_seconds)
     claimed = [row.id for row in rows]
     report.claimed = len(claimed)
     if not claimed:
         return report
     with LeaseKeeper(database, claimed, lease_seconds=lease_seconds, clock=clock):
-        _deliver_claimed(database, course, mailer, links, rows, bought, report, clock, journal)
+        _deliver_claimed(
+            database, course, mailer, links, rows, bought, report, clock, journal, taken
+        )
     return report
 
 
@@ -323,6 +452,7 @@ def _deliver_claimed(
     report: BatchReport,
     clock: Callable[[], datetime],
     journal: SendJournal | None,
+    taken: str | None = None,
 ) -> None:
     claimed = [row.id for row in rows]
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock, journal)
@@ -362,8 +492,9 @@ def _deliver_claimed(
     report.skipped += len(paused)
     if held_all and journal is not None:
         # The database holds every outcome now; a row another worker took over keeps
-        # its entry for that worker to read.
-        _quietly(journal.forget, claimed)
+        # its entry for that worker to read. No row of the hand-out is as the tick
+        # made it any more, so a later run of it could take none: its mark may go too.
+        _quietly(journal.forget, claimed, taken)
 
 
 def _quietly(operation: Callable[..., None], *args: Any) -> None:

@@ -91,8 +91,16 @@ class SendJournal:
     def accepted(self, message_ids: Mapping[int | str, str]) -> None:
         self._set({i: f"{ACCEPTED} {message_id}" for i, message_id in message_ids.items()})
 
-    def forget(self, delivery_ids: Iterable[int | str]) -> None:
+    def take(self, hand_out: str) -> bool:
+        """True for the first caller only: one hand-out of a batch the tick claimed may
+        reach more than one task run (a redelivered message, a retried task)."""
+        key = self._key(f"taken:{hand_out}")
+        return bool(self._call(lambda: self.client.set(key, 1, nx=True, ex=TTL_SECONDS)))
+
+    def forget(self, delivery_ids: Iterable[int | str], hand_out: str | None = None) -> None:
         keys = [self._key(i) for i in delivery_ids]
+        if hand_out is not None:
+            keys.append(self._key(f"taken:{hand_out}"))
         if keys:
             self._call(lambda: self.client.delete(*keys))
 
