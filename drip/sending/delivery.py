@@ -37,12 +37,15 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Integer,
+    String,
     Table,
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
+    or_,
     select,
     text,
     update,
@@ -229,6 +232,8 @@ def _claim(
     if not ids:
         return [], set()
     _by_id(session)
+    if session.get_bind().dialect.name == "postgresql":
+        return _claim_in_one_statement(session, ids, now, lease, handed_over)
     rows, bought = _read(session, ids, lock=True)
     queued = [row for row in rows if row.status == DeliveryStatus.QUEUED.value]
     as_made = [] if handed_over is None else [r for r in rows if _as_made(r, handed_over)]
@@ -252,6 +257,56 @@ def _claim(
     claimed = [_loaded(row, row.attempts + 1) for row in queued]
     claimed += [_loaded(row, row.attempts) for row in as_made]
     return claimed, {row.subscriber_id for row in claimed} & bought
+
+
+def _claim_in_one_statement(
+    session: Session, ids: list[int], now: datetime, lease: int, handed_over: datetime | None
+) -> tuple[list[Any], set[int]]:
+    """PostgreSQL: claim, read each subscriber and enrollment and ask who bought, at once.
+
+    The ids travel with the statuses to match as arrays through unnest(): a status
+    compared with a constant would let the planner walk the partial index of open
+    rows instead of the primary key (``_by_id``).
+    """
+    wanted = (
+        func.unnest(
+            bindparam("ids", ids, type_=postgresql.ARRAY(Integer)),
+            bindparam("queued", [DeliveryStatus.QUEUED.value] * len(ids), type_=_STATUSES),
+            bindparam("sending", [DeliveryStatus.SENDING.value] * len(ids), type_=_STATUSES),
+        )
+        .table_valued("id", "queued", "sending")
+        .render_derived(name="wanted")
+    )
+    queued = Delivery.status == wanted.c.queued
+    claimable: Any = queued
+    claiming = update(Delivery).values(
+        status=DeliveryStatus.SENDING.value,
+        lease_until=now + timedelta(seconds=lease),
+        attempts=Delivery.attempts + case((queued, 1), else_=0),
+    )
+    if handed_over is not None:
+        claimable = or_(
+            queued,
+            and_(
+                Delivery.status == wanted.c.sending,
+                Delivery.attempts == 1,
+                Delivery.enqueued_at == handed_over,
+            ),
+        )
+        claiming = claiming.values(enqueued_at=case((queued, Delivery.enqueued_at), else_=None))
+    rows = session.execute(
+        claiming.where(
+            Delivery.id == wanted.c.id,
+            claimable,
+            Subscriber.id == Delivery.subscriber_id,
+            Enrollment.id == Delivery.enrollment_id,
+        ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
+    ).all()
+    loaded = list(rows)
+    return loaded, {row.subscriber_id for row in loaded if row.buyer}
+
+
+_STATUSES = postgresql.ARRAY(String(16))
 
 
 def _loaded(row: Any, attempts: int) -> _Loaded:

@@ -596,6 +596,11 @@ def run_tick(
             batch_size=batch_size,
             limit=batch_size if open_now else None,
         )
+        if not open_now and circuit.status(database).open:
+            # A send task opened the circuit while this tick reclaimed: rows it released
+            # (it opens the circuit first) wait for the probe like the rest. Those taken
+            # here stay marked handed out and go again after a lease, as lost ones do.
+            reclaimed = []
         for batch in reclaimed:
             enqueue(batch)
             report.dispatched += len(batch)
