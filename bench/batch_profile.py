@@ -22,9 +22,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import event
 
 from bench import add_store_arguments
@@ -56,6 +58,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch_profile", description=__doc__)
     parser.add_argument("--subscribers", type=int, default=30_000)
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument(
+        "--claim-in-worker",
+        action="store_true",
+        help="the tick inserts deliveries queued and each batch is claimed by the send task",
+    )
     add_store_arguments(parser)
     args = parser.parse_args()
     url = create_database(args.postgres)
@@ -77,7 +84,7 @@ def main() -> None:
         database.dispose()
         wait_for_port(port)
         seed(url, args.subscribers)
-        print(profile(env, args.cprofile))
+        print(profile(env, args.cprofile, not args.claim_in_worker, sink.pid))
     finally:
         sink.terminate()
         sink.wait()
@@ -85,7 +92,28 @@ def main() -> None:
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
-def profile(env: dict[str, str], with_cprofile: bool) -> str:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends(url: str) -> list[int]:
+    """The PostgreSQL server processes serving this database's sessions."""
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def profile(
+    env: dict[str, str], with_cprofile: bool, claim_in_tick: bool = True, sink_pid: int = 0
+) -> str:
     from drip.app import create_app
     from drip.mail import sendgrid
     from drip.sending import delivery, dispatch
@@ -94,7 +122,11 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
     settings = load_settings(env)
     app = create_app(settings)
     services = app.extensions["drip"]
-    batches: list[list[int]] = []
+    batches: list[tuple[list[int], datetime | None]] = []
+
+    def enqueue(ids: list[int], claimed_at: datetime | None = None) -> None:
+        batches.append((ids, claimed_at))
+
     dispatch.run_tick(
         services.database,
         services.course,
@@ -102,7 +134,8 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
         day_seconds=settings.day_seconds,
         lease_seconds=settings.lease_seconds,
         batch_size=1000,
-        enqueue=batches.append,
+        enqueue=enqueue,
+        enqueue_claimed=enqueue if claim_in_tick else None,
     )
     statements: list[str] = []
     event.listen(
@@ -111,8 +144,8 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
         lambda _c, _cur, statement, *_: statements.append(" ".join(statement.split())[:70]),
     )
 
-    def deliver(chosen: list[list[int]]) -> None:
-        for ids in chosen:
+    def deliver(chosen: list[tuple[list[int], datetime | None]]) -> None:
+        for ids, claimed_at in chosen:
             delivery.deliver_batch(
                 services.database,
                 services.course,
@@ -122,6 +155,7 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
                 lease_seconds=settings.lease_seconds,
                 clock=services.clock,
                 journal=services.journal,
+                claimed_at=claimed_at,
             )
 
     lines = []
@@ -133,6 +167,7 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
         rest = batches[3:]
         spent: collections.Counter[str] = collections.Counter()
         for owner, name, label in (
+            (delivery, "_take_handed_out", "take a batch the tick claimed (journal mark, load)"),
             (delivery, "_claim", "claim (one statement on PostgreSQL)"),
             (delivery._Sender, "recall", "journal read (retakes only)"),
             (delivery, "_lesson_batch", "recipients: links, values"),
@@ -147,6 +182,10 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
         ):
             timed(owner, name, label, spent)
         profiler = cProfile.Profile() if with_cprofile else None
+        url = env["DRIP_DATABASE_URL"]
+        server_before = {pid: cpu_seconds(pid) for pid in backends(url)}
+        sink_before = cpu_seconds(sink_pid)
+        own_before = time.process_time()
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -154,8 +193,11 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
         if profiler is not None:
             profiler.disable()
         elapsed = time.perf_counter() - started
+        own = time.process_time() - own_before
+        server = sum(cpu_seconds(pid) - server_before.get(pid, 0.0) for pid in backends(url))
+        sink_cpu = cpu_seconds(sink_pid) - sink_before
     services.database.dispose()
-    emails = sum(map(len, rest))
+    emails = sum(len(ids) for ids, _ in rest)
     lines.append(
         f"{len(rest)} batches, {emails:,} emails in {elapsed:.2f} s: {emails / elapsed:,.0f} "
         f"emails/s in one process{' (under cProfile)' if profiler else ''}"
@@ -163,6 +205,13 @@ def profile(env: dict[str, str], with_cprofile: bool) -> str:
     lines += ["", "| phase | ms a batch |", "|---|---:|"]
     lines += [f"| {label} | {seconds / len(rest) * 1000:.1f} |" for label, seconds in spent.items()]
     lines.append(f"| whole batch | {elapsed / len(rest) * 1000:.1f} |")
+    per_batch = 1000 / len(rest)
+    lines += [
+        "",
+        "CPU ms a batch (/proc, in clock ticks): "
+        f"this process {own * per_batch:.1f}, its PostgreSQL sessions {server * per_batch:.1f}, "
+        f"the sink {sink_cpu * per_batch:.1f}",
+    ]
     if profiler is not None:
         stats = pstats.Stats(profiler, stream=sys.stdout)
         stats.sort_stats("tottime").print_stats(30)

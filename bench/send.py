@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -45,6 +46,14 @@ class Result:
     total_s: float
     requests: int
     send_s: float = 0.0  # with --hold: from the first hand-out after the tick to the last record
+    read_not_claimed: int = 0  # deliveries a send task took as the tick claimed them
+    cpu: dict[str, float] | None = None  # CPU seconds by part of the run
+    cpu_tick: dict[str, float] | None = None  # the same, until the tick was done
+
+    @staticmethod
+    def summary(cpu: dict[str, float]) -> str:
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+        return f"{sum(cpu.values()):.1f} ({parts})"
 
     @property
     def rate(self) -> float:
@@ -94,6 +103,70 @@ def sent_count(url: str) -> int:
     with psycopg.connect(url) as db:
         row = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
         return int(row[0]) if row else 0
+
+
+def read_not_claimed(url: str) -> int:
+    """Sent deliveries that still carry the tick's hand-out mark: taken without a claim."""
+    with psycopg.connect(url) as db:
+        row = db.execute(
+            "SELECT count(*) FROM deliveries WHERE status = 'sent' AND enqueued_at IS NOT NULL"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending += [int(child) for child in children]
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by the parts of a run: this process (the tick), the workers, the
+    sink, and the PostgreSQL server processes serving the scratch database's sessions
+    (a session that ended before the last reading is missed: read before disposing)."""
+
+    def __init__(self, url: str, workers: list[int], sink: int) -> None:
+        self.url, self.workers, self.sink = url, workers, sink
+        self.start = self.read()
+
+    def backends(self) -> list[int]:
+        with psycopg.connect(self.url) as db:
+            rows = db.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def read(self) -> dict[str, dict[int, float]]:
+        return {
+            "tick": {0: time.process_time()},
+            "workers": {p: cpu_seconds(p) for w in self.workers for p in tree_pids(w)},
+            "sink": {self.sink: cpu_seconds(self.sink)},
+            "postgres": {p: cpu_seconds(p) for p in self.backends()},
+        }
+
+    def spent(self) -> dict[str, float]:
+        end = self.read()
+        return {
+            part: sum(seconds - self.start[part].get(pid, 0.0) for pid, seconds in now.items())
+            for part, now in end.items()
+        }
 
 
 def sink_stats(sink_url: str) -> dict[str, int]:
@@ -186,6 +259,8 @@ def run_path(
     batch_size: int,
     memory: MemoryCurve | None = None,
     hold: bool = False,
+    claim_in_tick: bool = True,
+    processes: tuple[list[int], int] | None = None,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
@@ -195,19 +270,25 @@ def run_path(
     services = app.extensions["drip"]
     celery = app.extensions["celery"]
     before = sink_stats(sink_url)
+    meter = CpuMeter(url, *processes) if processes else None
     watcher = threading.Thread(
         target=watch, args=(label, sink_url, before["messages"], count, memory), daemon=True
     )
     started = time.perf_counter()
     watcher.start()
-    held: list[list[int]] = []
+    held: list[tuple[list[int], datetime | None]] = []
     with celery.producer_or_acquire() as producer:
 
-        def hand_out(ids: list[int]) -> None:
-            celery.send_task("drip.send_batch", args=[ids], producer=producer)
+        def hand_out(ids: list[int], claimed_at: datetime | None = None) -> None:
+            args: list[object] = [ids] if claimed_at is None else [ids, claimed_at.isoformat()]
+            celery.send_task("drip.send_batch", args=args, producer=producer)
+
+        def hold_back(ids: list[int], claimed_at: datetime | None = None) -> None:
+            held.append((ids, claimed_at))
 
         # The real tick: it hands each committed chunk to the workers at once,
         # so sending overlaps materializing (unless held back to time the workers alone).
+        enqueue = hold_back if hold else hand_out
         tick = dispatch.run_tick(
             services.database,
             services.course,
@@ -215,12 +296,15 @@ def run_path(
             day_seconds=settings.day_seconds,
             lease_seconds=settings.lease_seconds,
             batch_size=batch_size,
-            enqueue=held.append if hold else hand_out,
+            enqueue=enqueue,
+            # Only when asked for, so that this file also runs code from before the option.
+            **({"enqueue_claimed": enqueue} if claim_in_tick else {}),
         )
         tick_s = time.perf_counter() - started
+        cpu_tick = meter.spent() if meter else None
         sending = time.perf_counter()
-        for ids in held:
-            hand_out(ids)
+        for ids, claimed_at in held:
+            hand_out(ids, claimed_at)
     materialized = tick.materialized
     assert materialized == count, (materialized, count)
     watcher.join()
@@ -230,6 +314,7 @@ def run_path(
         time.sleep(0.1)
     total_s = time.perf_counter() - started
     send_s = time.perf_counter() - sending
+    cpu = meter.spent() if meter else None
     if memory is not None:
         memory.end(done)
     services.database.dispose()
@@ -241,6 +326,9 @@ def run_path(
         total_s,
         sink_requests(sink_url) - before["requests"],
         send_s if hold else 0.0,
+        read_not_claimed(url) if claim_in_tick else 0,
+        cpu,
+        cpu_tick,
     )
 
 
@@ -292,7 +380,7 @@ def report(
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
         f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
-        f"{' --hold' if args.hold else ''}`"
+        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}`"
         f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
@@ -305,6 +393,18 @@ def report(
             f"{r.tick_s:.2f} | {r.total_s:.2f} | {r.rate:,.0f} |"
         )
     lines += ["", f"Batched / one-per-request: **{batched.rate / single.rate:.0f}x**"]
+    lines += [
+        "",
+        f"Taken by the send task as the tick claimed them (no claiming write): "
+        f"{batched.read_not_claimed:,} of {batched.emails:,}",
+    ]
+    if batched.cpu and batched.cpu_tick:
+        lines += [
+            "",
+            f"CPU seconds, batched run: {batched.summary(batched.cpu)}; "
+            f"per 1,000 emails {sum(batched.cpu.values()) / batched.emails * 1000:.2f}; "
+            f"until the tick was done {batched.summary(batched.cpu_tick)}",
+        ]
     if args.hold:
         lines += [
             "",
@@ -339,6 +439,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hold",
         action="store_true",
         help="hand the batches out only once the tick is done, to time the workers alone",
+    )
+    parser.add_argument(
+        "--claim-in-worker",
+        action="store_true",
+        help="the tick inserts deliveries queued and each send task claims its batch "
+        "(the path before the tick handed batches out already claimed)",
     )
     parser.add_argument(
         "--rss-every",
@@ -380,11 +486,14 @@ def main(args: argparse.Namespace) -> str:
         # Warm-up: two batches per worker child recorded.
         warm_up = min(args.subscribers, 2 * 1000 * args.workers * args.concurrency)
         memory = MemoryCurve(worker_pids, args.rss_every, warm_up)
+        in_tick = not args.claim_in_worker
+        processes = (worker_pids, children[0].pid)
         batched = run_path(
-            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold
-        )
+            "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold,
+            in_tick, processes,
+        )  # fmt: skip
         single = run_path(
-            "one per request", url, settings, sink_url, args.single, 1, None, args.hold
+            "one per request", url, settings, sink_url, args.single, 1, None, args.hold, in_tick
         )
         return report([batched, single], args, args.workers, memory)
     finally:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
 
+from drip.sending.journal import TTL_SECONDS
 from faults.stack import ANSWER_DELAY, OPEN, Counts, Stack, wait_for
 
 # A fault leaves at most one batch flagged beyond the real duplicates (its lost answer).
@@ -142,14 +144,31 @@ def _or_none(read: Callable[[], object]) -> object:
 
 
 def live_sending(stack: Stack) -> bool:
-    """A batch claimed (or renewed) within the last 3 s: a worker is sending right now."""
-    fresh = max(stack_lease(stack) - 3, 1)
-    return bool(
-        stack.query(
-            f"""SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending'
-                 AND lease_until > now() + interval '{fresh} seconds')"""
-        )
+    """A batch claimed (or renewed) or taken as the tick claimed it within the last 3 s:
+    a worker is sending right now. (A batch the tick claimed and no worker took yet
+    holds a longer lease, of its hand-out: not counted.)"""
+    lease = stack_lease(stack)
+    fresh = max(lease - 3, 1)
+    claimed = stack.query(
+        f"""SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending'
+             AND lease_until > now() + interval '{fresh} seconds'
+             AND lease_until <= now() + interval '{lease} seconds')"""
     )
+    return bool(claimed) or hand_out_just_taken(stack)
+
+
+def hand_out_just_taken(stack: Stack) -> bool:
+    """A send task took a batch the tick claimed within the last 3 s: its journal mark is new."""
+    client = redis.Redis(port=stack.redis_port, socket_timeout=2)
+    try:
+        for key in client.scan_iter(match="drip:journal:*:taken:*", count=1000):
+            if int(client.ttl(key)) >= TTL_SECONDS - 3:
+                return True
+        return False
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def stack_lease(stack: Stack) -> int:

@@ -33,9 +33,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Integer, Table, any_, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -131,53 +145,248 @@ _LOADED = (
     Subscriber.status.label("subscriber_status"),
     Enrollment.status.label("enrollment_status"),
 )
+# And what tells whether this task may take it.
+_STATE = (Delivery.status, Delivery.enqueued_at, Delivery.lease_until)
+
+
+class _Loaded(NamedTuple):
+    id: int
+    lesson: int
+    attempts: int  # including this attempt
+    subscriber_id: int
+    enrollment_id: int
+    email: str | None
+    first_name: str
+    subscriber_status: str
+    enrollment_status: str
+
+
+def _by_id(session: Session) -> None:
+    """Plan this transaction's statements from the batch's ids, whatever the statistics say.
+
+    A batch's statements name their thousand rows by primary key. On a table that grew
+    since it was last analyzed (a morning's million fresh rows) the planner took a
+    "status = 'sending'" for rare and walked the partial index of open rows, or
+    hashed the whole table, for every batch: 40-200 ms of the server a batch at
+    200,000 rows instead of 15-20 (EXPLAIN ANALYZE). The conditions on status are
+    therefore checked on the rows read by id, and no table is scanned or hashed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "SELECT set_config('enable_seqscan', 'off', true),"
+                " set_config('enable_hashjoin', 'off', true),"
+                " set_config('enable_mergejoin', 'off', true)"
+            )
+        )
+
+
+def _read(
+    session: Session, ids: list[int], *, lock: bool, state: Sequence[Any] = _STATE
+) -> tuple[list[Any], set[int]]:
+    """The batch's rows by id, with their subscriber and enrollment, and who bought.
+
+    On PostgreSQL one statement reads and asks who bought; the ids travel as one
+    array (``= ANY``) rather than a thousand parameters that SQLAlchemy renders and
+    psycopg parses every batch. With ``lock`` the rows are locked in id order (on
+    SQLite the transaction holds the database's write lock from its start).
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    columns: tuple[Any, ...] = (*_LOADED, *state)
+    if postgres:
+        columns += (has_bought(Delivery.subscriber_id).label("buyer"),)
+    query = (
+        select(*columns)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+        .where(_among(session, ids))
+        .order_by(Delivery.id)
+    )
+    if lock and postgres:
+        query = query.with_for_update(of=Delivery)
+    rows = list(session.execute(query).all())
+    if postgres:
+        return rows, {row.subscriber_id for row in rows if row.buyer}
+    return rows, buyers(session, {row.subscriber_id for row in rows})
 
 
 def _claim(
-    session: Session, delivery_ids: Sequence[int], now: datetime, lease: int
-) -> tuple[list[Any], set[int]]:
+    session: Session,
+    delivery_ids: Sequence[int],
+    now: datetime,
+    lease: int,
+    handed_over: datetime | None = None,
+) -> tuple[list[_Loaded], set[int]]:
     """Claim the deliveries still queued among ``delivery_ids``: their rows and who bought.
 
-    On PostgreSQL one statement claims, reads each subscriber and enrollment and
-    asks who bought; the ids travel as one array (``= ANY``) rather than a
-    thousand parameters that SQLAlchemy renders and psycopg parses every batch.
-    SQLite cannot return columns of the joined tables from an UPDATE, so there
-    it is three statements in the same transaction.
+    With ``handed_over`` (the tick's mark of a pre-claimed hand-out this task run
+    alone may take, see ``_take_handed_out``) it also takes the rows still as the
+    tick claimed them, renewing their lease; their attempt stays the first, and
+    they lose the mark, so that no other run of the hand-out can take them.
+
+    The rows are read and locked by id, the conditions checked on what was read, and
+    the claimed ones updated by id (``_by_id``): a second claimant waits for the
+    first one's transaction and then finds them claimed.
     """
+    ids = list(delivery_ids)
+    if not ids:
+        return [], set()
+    _by_id(session)
+    if session.get_bind().dialect.name == "postgresql":
+        return _claim_in_one_statement(session, ids, now, lease, handed_over)
+    rows, bought = _read(session, ids, lock=True)
+    queued = [row for row in rows if row.status == DeliveryStatus.QUEUED.value]
+    as_made = [] if handed_over is None else [r for r in rows if _as_made(r, handed_over)]
+    until = now + timedelta(seconds=lease)
+    if queued:
+        session.execute(
+            update(Delivery)
+            .where(_among(session, [row.id for row in queued]))
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                lease_until=until,
+                attempts=Delivery.attempts + 1,
+            )
+        )
+    if as_made:
+        session.execute(
+            update(Delivery)
+            .where(_among(session, [row.id for row in as_made]))
+            .values(lease_until=until, enqueued_at=None)
+        )
+    claimed = [_loaded(row, row.attempts + 1) for row in queued]
+    claimed += [_loaded(row, row.attempts) for row in as_made]
+    return claimed, {row.subscriber_id for row in claimed} & bought
+
+
+def _claim_in_one_statement(
+    session: Session, ids: list[int], now: datetime, lease: int, handed_over: datetime | None
+) -> tuple[list[Any], set[int]]:
+    """PostgreSQL: claim, read each subscriber and enrollment and ask who bought, at once.
+
+    The ids travel with the statuses to match as arrays through unnest(): a status
+    compared with a constant would let the planner walk the partial index of open
+    rows instead of the primary key (``_by_id``).
+    """
+    wanted = (
+        func.unnest(
+            bindparam("ids", ids, type_=postgresql.ARRAY(Integer)),
+            bindparam("queued", [DeliveryStatus.QUEUED.value] * len(ids), type_=_STATUSES),
+            bindparam("sending", [DeliveryStatus.SENDING.value] * len(ids), type_=_STATUSES),
+        )
+        .table_valued("id", "queued", "sending")
+        .render_derived(name="wanted")
+    )
+    queued = Delivery.status == wanted.c.queued
+    claimable: Any = queued
     claiming = update(Delivery).values(
         status=DeliveryStatus.SENDING.value,
         lease_until=now + timedelta(seconds=lease),
-        attempts=Delivery.attempts + 1,
+        attempts=Delivery.attempts + case((queued, 1), else_=0),
     )
-    queued = Delivery.status == DeliveryStatus.QUEUED.value
+    if handed_over is not None:
+        claimable = or_(
+            queued,
+            and_(
+                Delivery.status == wanted.c.sending,
+                Delivery.attempts == 1,
+                Delivery.enqueued_at == handed_over,
+            ),
+        )
+        claiming = claiming.values(enqueued_at=case((queued, Delivery.enqueued_at), else_=None))
+    rows = session.execute(
+        claiming.where(
+            Delivery.id == wanted.c.id,
+            claimable,
+            Subscriber.id == Delivery.subscriber_id,
+            Enrollment.id == Delivery.enrollment_id,
+        ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
+    ).all()
+    loaded = list(rows)
+    return loaded, {row.subscriber_id for row in loaded if row.buyer}
+
+
+_STATUSES = postgresql.ARRAY(String(16))
+
+
+def _loaded(row: Any, attempts: int) -> _Loaded:
+    return _Loaded(*row[: len(_LOADED)])._replace(attempts=attempts)
+
+
+def _as_made(row: Any, handed_out_at: datetime) -> bool:
+    """Still as the tick inserted it: claimed, first attempt, its hand-out mark.
+
+    Whoever took a row since changed one of these: a claim after a reclaim counts
+    a second attempt, a reclaim or a release leaves "sending", a takeover
+    through ``_claim`` drops the mark.
+    """
+    return (
+        row.status == DeliveryStatus.SENDING.value
+        and row.attempts == 1
+        and row.enqueued_at == handed_out_at
+    )
+
+
+def _take_handed_out(
+    database: Database,
+    delivery_ids: Sequence[int],
+    handed_out_at: datetime,
+    hand_out: str,
+    now: datetime,
+    lease: int,
+    journal: SendJournal | None,
+) -> tuple[list[Any], set[int]]:
+    """Take a batch the tick handed out already claimed (dispatch.run_tick).
+
+    The broker may deliver one hand-out to more than one task run (a worker killed
+    mid-batch gets its message redelivered; a task retried after an outage runs
+    again), so the first run marks it taken in the journal, atomically. That run
+    reads the rows still as the tick made them without writing a thing, if their
+    lease has a whole lease left (what a claim would give it; a reclaim needs the
+    lease run out, and this worker renews it every third of a lease from now on);
+    the rest it claims, the mark moved on so that no later run can match them.
+    A later run claims only what went back to the queue meanwhile: rows the first
+    run may have sent are left to the reclaim once their lease runs out, which
+    counts a second attempt and reads the journal, as after any dead worker.
+    Without a journal no run can be told from another, so each claims.
+    """
+    ids = list(delivery_ids)
+    if journal is None:
+        with database.session() as session:
+            return _claim(session, ids, now, lease, handed_over=handed_out_at)
+    try:
+        first = journal.take(hand_out)
+    except JournalUnavailable as exc:
+        # Nothing could be noted before posting either: leave them to the reclaim.
+        log.warning("%s", exc)
+        first = False
+    with database.session() as session:
+        if not first:
+            return _claim(session, ids, now, lease)
+        _by_id(session)
+        # Told by the server in one column, not a thousand times in Python; a column,
+        # not a condition, so that the rows are still found by id (``_by_id``).
+        free = and_(
+            Delivery.status == DeliveryStatus.SENDING.value,
+            Delivery.attempts == 1,
+            Delivery.enqueued_at == handed_out_at,
+            Delivery.lease_until >= now + timedelta(seconds=lease),
+        ).label("free")
+        rows, bought = _read(session, ids, lock=False, state=(free,))
+        taken = [row for row in rows if row.free]
+        if len(taken) == len(ids):
+            return taken, bought
+        held = {row.id for row in taken}
+        more, more_bought = _claim(
+            session, [i for i in ids if i not in held], now, lease, handed_over=handed_out_at
+        )
+        return taken + more, ({row.subscriber_id for row in taken} & bought) | more_bought
+
+
+def _among(session: Session, ids: list[int]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        ids = bindparam("ids", list(delivery_ids), type_=postgresql.ARRAY(Integer))
-        rows = session.connection().execute(
-            claiming.where(
-                Delivery.id == any_(ids),
-                queued,
-                Subscriber.id == Delivery.subscriber_id,
-                Enrollment.id == Delivery.enrollment_id,
-            ).returning(*_LOADED, has_bought(Delivery.subscriber_id).label("buyer"))
-        )
-        loaded = list(rows.all())
-        return loaded, {row.subscriber_id for row in loaded if row.buyer}
-    claimed = list(
-        session.scalars(
-            claiming.where(Delivery.id.in_(delivery_ids), queued).returning(Delivery.id)
-        )
-    )
-    if not claimed:
-        return [], set()
-    loaded = list(
-        session.execute(
-            select(*_LOADED)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
-            .where(Delivery.id.in_(claimed))
-        ).all()
-    )
-    return loaded, buyers(session, {row.subscriber_id for row in loaded})
+        return Delivery.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Integer)))
+    return Delivery.id.in_(ids)
 
 
 def _recipients(rows: list[Any], links: Links) -> tuple[Recipient, ...]:
@@ -292,24 +501,39 @@ def deliver_batch(
     now: datetime | None = None,
     clock: Callable[[], datetime] | None = None,
     journal: SendJournal | None = None,
+    claimed_at: datetime | None = None,
+    hand_out: str = "",
 ) -> BatchReport:
     """Send the deliveries still queued among ``delivery_ids``.
 
     ``clock`` is the app's clock (a fake one in tests); ``now`` pins it to one moment.
     The ``journal`` is what lets a worker taking over a batch tell accepted from
     lost; in-process callers that never take over another's batch may go without.
+    ``claimed_at`` says the tick handed the batch out already claimed, with that
+    mark (``dispatch.run_tick``): its rows need no claiming write. ``hand_out``
+    names that hand-out, the same for every run of it (the Celery task id).
     """
     clock = _pinned(now) if now is not None else clock or system_clock
     now = clock()
     report = BatchReport()
-    with database.session() as session:
-        rows, bought = _claim(session, delivery_ids, now, lease_seconds)
+    taken = None
+    if claimed_at is not None and delivery_ids:
+        ids = list(delivery_ids)
+        taken = hand_out or f"{claimed_at.isoformat()}:{ids[0]}:{ids[-1]}:{len(ids)}"
+        rows, bought = _take_handed_out(
+            database, ids, claimed_at, taken, now, lease_seconds, journal
+        )
+    else:
+        with database.session() as session:
+            rows, bought = _claim(session, delivery_ids, now, lease_seconds)
     claimed = [row.id for row in rows]
     report.claimed = len(claimed)
     if not claimed:
         return report
     with LeaseKeeper(database, claimed, lease_seconds=lease_seconds, clock=clock):
-        _deliver_claimed(database, course, mailer, links, rows, bought, report, clock, journal)
+        _deliver_claimed(
+            database, course, mailer, links, rows, bought, report, clock, journal, taken
+        )
     return report
 
 
@@ -323,6 +547,7 @@ def _deliver_claimed(
     report: BatchReport,
     clock: Callable[[], datetime],
     journal: SendJournal | None,
+    taken: str | None = None,
 ) -> None:
     claimed = [row.id for row in rows]
     sender = _Sender(mailer, {row.id: row.attempts for row in rows}, report, clock, journal)
@@ -355,6 +580,7 @@ def _deliver_claimed(
         # One transaction: the outcomes, and after an accepted request the circuit closed
         # and the lessons backing off after the provider's errors pulled forward.
         with attempt, database.session() as session:
+            _by_id(session)
             held_all = sender.outcomes.write(session, sender.attempts)
             _hand_back(session, paused)
             if report.sent and not report.disabled:
@@ -362,8 +588,9 @@ def _deliver_claimed(
     report.skipped += len(paused)
     if held_all and journal is not None:
         # The database holds every outcome now; a row another worker took over keeps
-        # its entry for that worker to read.
-        _quietly(journal.forget, claimed)
+        # its entry for that worker to read. No row of the hand-out is as the tick
+        # made it any more, so a later run of it could take none: its mark may go too.
+        _quietly(journal.forget, claimed, taken)
 
 
 def _quietly(operation: Callable[..., None], *args: Any) -> None:
