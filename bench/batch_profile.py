@@ -30,7 +30,15 @@ import psycopg
 from sqlalchemy import event
 
 from bench import add_store_arguments
-from bench.send import API_KEY, create_database, drop_database, environment, seed, wait_for_port
+from bench.send import (
+    API_KEY,
+    cpu_seconds,
+    create_database,
+    drop_database,
+    environment,
+    seed,
+    wait_for_port,
+)
 from drip.cli.embedded_redis import free_port
 from drip.config import load_settings
 from drip.data.db import Database
@@ -90,15 +98,6 @@ def main() -> None:
         sink.wait()
         drop_database(args.postgres, url)
         shutil.rmtree(var_dir, ignore_errors=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def backends(url: str) -> list[int]:
