@@ -57,7 +57,10 @@ class WalCheckpoints:
         self._wanted.set()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        # No waiting for locks: a checkpoint that would have to wait for readers
+        # or a writer holds signups up meanwhile (RESTART blocks writers while it
+        # waits); it gives up at once and the next one tries again.
+        connection = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
         try:
             while True:
                 self._wanted.wait()
