@@ -261,9 +261,16 @@ def run_path(
     hold: bool = False,
     claim_in_tick: bool = True,
     processes: tuple[list[int], int] | None = None,
+    no_pacing: bool = False,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
+
+    try:
+        from drip.services import send_queue_length
+    except ImportError:  # code from before pacing
+        send_queue_length = None  # type: ignore[assignment]
+    pacing = send_queue_length is not None and not no_pacing
 
     seed(url, count)
     app = create_app(settings.with_overrides(batch_size=batch_size))
@@ -299,6 +306,9 @@ def run_path(
             enqueue=enqueue,
             # Only when asked for, so that this file also runs code from before the option.
             **({"enqueue_claimed": enqueue} if claim_in_tick else {}),
+            # As the tick task paces its hand-outs, unless they are held back (and so
+            # that this file also runs code from before pacing).
+            **({"waiting": send_queue_length(settings)} if pacing and not hold else {}),
         )
         tick_s = time.perf_counter() - started
         cpu_tick = meter.spent() if meter else None
@@ -380,7 +390,8 @@ def report(
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
         f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
-        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}`"
+        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}"
+        f"{' --no-pacing' if args.no_pacing else ''}`"
         f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
@@ -447,6 +458,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the path before the tick handed batches out already claimed)",
     )
     parser.add_argument(
+        "--no-pacing",
+        action="store_true",
+        help="the tick hands out everything due at once instead of a few chunks ahead of "
+        "the workers (the path before pacing)",
+    )
+    parser.add_argument(
         "--rss-every",
         type=int,
         default=100_000,
@@ -490,10 +507,19 @@ def main(args: argparse.Namespace) -> str:
         processes = (worker_pids, children[0].pid)
         batched = run_path(
             "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold,
-            in_tick, processes,
+            in_tick, processes, args.no_pacing,
         )  # fmt: skip
         single = run_path(
-            "one per request", url, settings, sink_url, args.single, 1, None, args.hold, in_tick
+            "one per request",
+            url,
+            settings,
+            sink_url,
+            args.single,
+            1,
+            None,
+            args.hold,
+            in_tick,
+            no_pacing=args.no_pacing,
         )
         return report([batched, single], args, args.workers, memory)
     finally:
