@@ -47,7 +47,7 @@ from drip.data.models import (
     UTCDateTime,
 )
 from drip.sending import circuit
-from drip.sending.pace import Pace
+from drip.sending.pace import AHEAD, Pace
 from drip.sending.schedule import following_due_at
 
 CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN lists
@@ -552,6 +552,7 @@ def run_tick(
     enqueue_claimed: Callable[[list[int], datetime], None] | None = None,
     probe_seconds: float = circuit.PROBE_SECONDS,
     waiting: Callable[[], int] | None = None,
+    ahead: int = AHEAD,
 ) -> TickReport:
     """One scheduler tick: materialize what is due, then hand it to send tasks.
 
@@ -562,8 +563,8 @@ def run_tick(
     through ``enqueue`` and the send task's claim, as fresh ones do without it.
 
     With ``waiting`` (how many hand-outs wait in the send queue) fresh deliveries
-    are made only a few chunks ahead of the send tasks (drip/sending/pace.py), so
-    that each pre-claimed batch is taken while its window lasts.
+    are made only ``ahead`` deliveries ahead of the send tasks (drip/sending/pace.py),
+    so that each pre-claimed batch is taken while its window lasts.
 
     While the sending circuit is open (the provider refused our credentials)
     nothing is handed out, so the backlog grows in plain sight, except a probe
@@ -596,7 +597,7 @@ def run_tick(
         else timedelta(seconds=HAND_OUT_LEASES * lease_seconds),
         pace=None
         if waiting is None
-        else Pace(waiting, batch_size=batch_size, patience=lease_seconds).wait,
+        else Pace(waiting, batch_size=batch_size, patience=lease_seconds, ahead=ahead).wait,
     )
     report.materialized = fresh.count
     # A send task may have opened the circuit while this tick handed out fresh work;
