@@ -49,6 +49,7 @@ class Result:
     read_not_claimed: int = 0  # deliveries a send task took as the tick claimed them
     cpu: dict[str, float] | None = None  # CPU seconds by part of the run
     cpu_tick: dict[str, float] | None = None  # the same, until the tick was done
+    machine: tuple[float, float] | None = None  # every process's busy, and idle, CPU seconds
 
     @staticmethod
     def summary(cpu: dict[str, float]) -> str:
@@ -123,6 +124,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and idle CPU seconds of all cores since boot (/proc/stat; iowait counts as idle)."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n")[0].split()[1:8]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
 def tree_pids(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
@@ -144,6 +152,12 @@ class CpuMeter:
     def __init__(self, url: str, workers: list[int], sink: int) -> None:
         self.url, self.workers, self.sink = url, workers, sink
         self.start = self.read()
+        self.machine_start = machine_cpu()
+
+    def machine(self) -> tuple[float, float]:
+        """The whole machine's busy and idle CPU seconds since the start (every process)."""
+        busy, idle = machine_cpu()
+        return busy - self.machine_start[0], idle - self.machine_start[1]
 
     def backends(self) -> list[int]:
         with psycopg.connect(self.url) as db:
@@ -325,6 +339,7 @@ def run_path(
     total_s = time.perf_counter() - started
     send_s = time.perf_counter() - sending
     cpu = meter.spent() if meter else None
+    machine = meter.machine() if meter else None
     if memory is not None:
         memory.end(done)
     services.database.dispose()
@@ -339,6 +354,7 @@ def run_path(
         read_not_claimed(url) if claim_in_tick else 0,
         cpu,
         cpu_tick,
+        machine,
     )
 
 
@@ -415,6 +431,14 @@ def report(
             f"CPU seconds, batched run: {batched.summary(batched.cpu)}; "
             f"per 1,000 emails {sum(batched.cpu.values()) / batched.emails * 1000:.2f}; "
             f"until the tick was done {batched.summary(batched.cpu_tick)}",
+        ]
+    if batched.cpu and batched.machine:
+        busy, idle = batched.machine
+        ours = sum(batched.cpu.values())
+        lines += [
+            "",
+            f"The machine's cores over the batched run: busy {busy:.1f} s (this run's parts "
+            f"{ours:.1f}, everything else {busy - ours:.1f}), idle {idle:.1f} s",
         ]
     if args.hold:
         lines += [
