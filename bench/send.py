@@ -77,7 +77,7 @@ def drop_database(admin_url: str, url: str) -> None:
 def seed(url: str, count: int) -> None:
     """Confirmed subscribers whose lesson 1 is due now, inserted set-based."""
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("TRUNCATE subscribers RESTART IDENTITY CASCADE")
+        db.execute("TRUNCATE subscribers, enrollments, deliveries RESTART IDENTITY CASCADE")
         db.execute(
             """INSERT INTO subscribers
                    (email, first_name, timezone, status, created_at, confirmed_at)

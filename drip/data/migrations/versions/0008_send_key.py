@@ -3,11 +3,13 @@
 The tick inserts a morning's deliveries from enrollments it holds locked
 (FOR UPDATE), so the enrollment of a new delivery exists and cannot go before
 the insert commits. Checking the key anyway cost PostgreSQL a lookup and a
-row lock on the enrollment for every delivery: 22 of the 167 ms a chunk of
-5,000 took (EXPLAIN ANALYZE). A delivery still goes with its enrollment: a
-trigger deletes an enrollment's deliveries with it, as ON DELETE CASCADE did,
-so deleting a subscriber still deletes their deliveries. SQLite checks keys
-in-process and would have to copy the whole table to drop one, so it keeps it.
+row lock on the enrollment for every delivery: 18-22 ms of the 106-167 ms a
+chunk of 5,000 took (EXPLAIN ANALYZE, two runs). A delivery still goes with
+its enrollment: a trigger deletes an enrollment's deliveries with it, as ON
+DELETE CASCADE did, so deleting a subscriber still deletes their deliveries.
+A TRUNCATE fires no delete trigger: emptying enrollments that way must name
+deliveries too. SQLite checks keys in-process and would have to copy the
+whole table to drop one, so it keeps it.
 
 Revision ID: 0008_send_key
 Revises: 0007_tick
