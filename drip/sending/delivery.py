@@ -40,7 +40,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     and_,
     any_,
     bindparam,
@@ -56,6 +55,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -273,9 +273,9 @@ def _claim_in_one_statement(
     """
     wanted = (
         func.unnest(
-            sql_cast(bindparam("ids", _array(ids), type_=Text), _IDS),
-            sql_cast(bindparam("queued", _array([_QUEUED] * len(ids)), type_=Text), _STATUSES),
-            sql_cast(bindparam("sending", _array([_SENDING] * len(ids)), type_=Text), _STATUSES),
+            _as_array("ids", ids, _IDS),
+            _as_array("queued", [_QUEUED] * len(ids), _STATUSES),
+            _as_array("sending", [_SENDING] * len(ids), _STATUSES),
         )
         .table_valued("id", "queued", "sending")
         .render_derived(name="wanted")
@@ -389,12 +389,22 @@ def _take_handed_out(
 
 def _among(session: Session, ids: list[int]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        return Delivery.id == any_(sql_cast(bindparam("ids", _array(ids), type_=Text), _IDS))
+        return Delivery.id == any_(_as_array("ids", ids, _IDS))
     return Delivery.id.in_(ids)
 
 
 _IDS = postgresql.ARRAY(Integer)
 _PLAIN = re.compile(r"[a-z_]+")
+
+
+def _as_array(name: str, values: list[Any], type_: Any) -> Any:
+    """A parameter of ``values`` as an array literal cast to ``type_``.
+
+    Untyped, so that the server reads the literal as the array it is cast to, once,
+    while planning: a text parameter would be cast at run time, and a planner that
+    cannot see the array's length planned parallel scans for a batch of ids.
+    """
+    return sql_cast(bindparam(name, _array(values), type_=NullType()), type_)
 
 
 def _array(values: list[Any]) -> Any:
