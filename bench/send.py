@@ -322,7 +322,11 @@ def run_path(
             **({"enqueue_claimed": enqueue} if claim_in_tick else {}),
             # As the tick task paces its hand-outs, unless they are held back (and so
             # that this file also runs code from before pacing).
-            **({"waiting": send_queue_length(settings)} if pacing and not hold else {}),
+            **(
+                {"waiting": send_queue_length(settings), "pace_seconds": settings.tick_seconds}
+                if pacing and not hold
+                else {}
+            ),
         )
         tick_s = time.perf_counter() - started
         cpu_tick = meter.spent() if meter else None

@@ -60,6 +60,8 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
         enqueue=enqueue_batch,
         enqueue_claimed=enqueue_batch,
         waiting=send_queue_length(settings),
+        # Until the next tick is due: two ticks pacing at once would hold two children.
+        pace_seconds=settings.tick_seconds,
     )
     if report.materialized or report.dispatched:
         log.info(

@@ -144,3 +144,20 @@ def test_pacing_waits_for_the_queue_to_go_down() -> None:
     seen = length[0]
     drainer.join()
     assert seen < 20  # returned only once fewer than 20 hand-outs of 1,000 waited
+
+
+def test_a_tick_paces_no_longer_than_until_the_next_tick() -> None:
+    # The queue goes down, slowly: patience alone would keep this tick waiting.
+    length = [10**6]
+
+    def waiting() -> int:
+        length[0] -= 1
+        return length[0]
+
+    pace = Pace(waiting, batch_size=1000, patience=60, budget=0.3)
+    started = time.monotonic()
+    pace.wait()
+    assert 0.25 < time.monotonic() - started < 2
+    asked = length[0]
+    pace.wait()  # and hands out the rest at once
+    assert length[0] == asked

@@ -553,6 +553,7 @@ def run_tick(
     probe_seconds: float = circuit.PROBE_SECONDS,
     waiting: Callable[[], int] | None = None,
     ahead: int = AHEAD,
+    pace_seconds: float | None = None,
 ) -> TickReport:
     """One scheduler tick: materialize what is due, then hand it to send tasks.
 
@@ -564,7 +565,8 @@ def run_tick(
 
     With ``waiting`` (how many hand-outs wait in the send queue) fresh deliveries
     are made only ``ahead`` deliveries ahead of the send tasks (drip/sending/pace.py),
-    so that each pre-claimed batch is taken while its window lasts.
+    so that each pre-claimed batch is taken while its window lasts, for at most
+    ``pace_seconds`` (then the rest goes at once).
 
     While the sending circuit is open (the provider refused our credentials)
     nothing is handed out, so the backlog grows in plain sight, except a probe
@@ -597,7 +599,13 @@ def run_tick(
         else timedelta(seconds=HAND_OUT_LEASES * lease_seconds),
         pace=None
         if waiting is None
-        else Pace(waiting, batch_size=batch_size, patience=lease_seconds, ahead=ahead).wait,
+        else Pace(
+            waiting,
+            batch_size=batch_size,
+            patience=lease_seconds,
+            ahead=ahead,
+            budget=pace_seconds,
+        ).wait,
     )
     report.materialized = fresh.count
     # A send task may have opened the circuit while this tick handed out fresh work;

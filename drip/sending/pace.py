@@ -13,7 +13,10 @@ The tick asks ``waiting`` (how many messages wait in the send queue) before
 each chunk. If the queue does not go down for ``patience`` seconds (no worker
 running, or all of them stuck), the tick stops waiting and hands out the rest
 at once, as it did before: the rows are safe in the database either way, and
-a tick must not hang on the workers.
+a tick must not hang on the workers. It also stops once it has paced for
+``budget`` seconds (the interval between ticks): a tick runs in a worker child,
+and the next tick, which may start while this one paces, must not find it still
+pacing and pace beside it, holding a second child that could send.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ class Pace:
         batch_size: int,
         patience: float,
         ahead: int = AHEAD,
+        budget: float | None = None,
     ) -> None:
         self.waiting = waiting
         # In messages: the queue is counted in hand-outs of up to batch_size each.
         self.limit = max(1, -(-ahead // max(1, batch_size)))
         self.patience = patience
+        self.until = None if budget is None else time.monotonic() + budget
         self._lock = threading.Lock()
         self._given_up = False
 
@@ -55,6 +60,10 @@ class Pace:
         """Return once the queue has room, the workers stopped taking, or it cannot be read."""
         lowest, since = None, time.monotonic()
         while not self._given_up:
+            if self.until is not None and time.monotonic() > self.until:
+                log.info("paced the tick for its interval: handing out the rest")
+                self._given_up = True
+                return
             try:
                 with self._lock:  # one broker channel, shared by the materializing threads
                     count = self.waiting()
