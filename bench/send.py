@@ -49,6 +49,7 @@ class Result:
     read_not_claimed: int = 0  # deliveries a send task took as the tick claimed them
     cpu: dict[str, float] | None = None  # CPU seconds by part of the run
     cpu_tick: dict[str, float] | None = None  # the same, until the tick was done
+    machine: tuple[float, float] | None = None  # every process's busy, and idle, CPU seconds
 
     @staticmethod
     def summary(cpu: dict[str, float]) -> str:
@@ -76,7 +77,7 @@ def drop_database(admin_url: str, url: str) -> None:
 def seed(url: str, count: int) -> None:
     """Confirmed subscribers whose lesson 1 is due now, inserted set-based."""
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("TRUNCATE subscribers RESTART IDENTITY CASCADE")
+        db.execute("TRUNCATE subscribers, enrollments, deliveries RESTART IDENTITY CASCADE")
         db.execute(
             """INSERT INTO subscribers
                    (email, first_name, timezone, status, created_at, confirmed_at)
@@ -123,6 +124,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and idle CPU seconds of all cores since boot (/proc/stat; iowait counts as idle)."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n")[0].split()[1:8]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
 def tree_pids(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
@@ -144,6 +152,12 @@ class CpuMeter:
     def __init__(self, url: str, workers: list[int], sink: int) -> None:
         self.url, self.workers, self.sink = url, workers, sink
         self.start = self.read()
+        self.machine_start = machine_cpu()
+
+    def machine(self) -> tuple[float, float]:
+        """The whole machine's busy and idle CPU seconds since the start (every process)."""
+        busy, idle = machine_cpu()
+        return busy - self.machine_start[0], idle - self.machine_start[1]
 
     def backends(self) -> list[int]:
         with psycopg.connect(self.url) as db:
@@ -261,9 +275,16 @@ def run_path(
     hold: bool = False,
     claim_in_tick: bool = True,
     processes: tuple[list[int], int] | None = None,
+    no_pacing: bool = False,
 ) -> Result:
     from drip.app import create_app
     from drip.sending import dispatch
+
+    try:
+        from drip.services import send_queue_length
+    except ImportError:  # code from before pacing
+        send_queue_length = None  # type: ignore[assignment]
+    pacing = send_queue_length is not None and not no_pacing
 
     seed(url, count)
     app = create_app(settings.with_overrides(batch_size=batch_size))
@@ -299,6 +320,13 @@ def run_path(
             enqueue=enqueue,
             # Only when asked for, so that this file also runs code from before the option.
             **({"enqueue_claimed": enqueue} if claim_in_tick else {}),
+            # As the tick task paces its hand-outs, unless they are held back (and so
+            # that this file also runs code from before pacing).
+            **(
+                {"waiting": send_queue_length(settings), "pace_seconds": settings.tick_seconds}
+                if pacing and not hold
+                else {}
+            ),
         )
         tick_s = time.perf_counter() - started
         cpu_tick = meter.spent() if meter else None
@@ -315,6 +343,7 @@ def run_path(
     total_s = time.perf_counter() - started
     send_s = time.perf_counter() - sending
     cpu = meter.spent() if meter else None
+    machine = meter.machine() if meter else None
     if memory is not None:
         memory.end(done)
     services.database.dispose()
@@ -329,6 +358,7 @@ def run_path(
         read_not_claimed(url) if claim_in_tick else 0,
         cpu,
         cpu_tick,
+        machine,
     )
 
 
@@ -380,7 +410,8 @@ def report(
     lines = [
         f"Command: `python -m bench send --subscribers {args.subscribers} --single {args.single}"
         f" --workers {args.workers} --concurrency {args.concurrency} --rss-every {args.rss_every}"
-        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}`"
+        f"{' --hold' if args.hold else ''}{' --claim-in-worker' if args.claim_in_worker else ''}"
+        f"{' --no-pacing' if args.no_pacing else ''}`"
         f" ({workers} worker processes, "
         f"concurrency {args.concurrency} each, {os.cpu_count()} cores)",
         "",
@@ -404,6 +435,14 @@ def report(
             f"CPU seconds, batched run: {batched.summary(batched.cpu)}; "
             f"per 1,000 emails {sum(batched.cpu.values()) / batched.emails * 1000:.2f}; "
             f"until the tick was done {batched.summary(batched.cpu_tick)}",
+        ]
+    if batched.cpu and batched.machine:
+        busy, idle = batched.machine
+        ours = sum(batched.cpu.values())
+        lines += [
+            "",
+            f"The machine's cores over the batched run: busy {busy:.1f} s (this run's parts "
+            f"{ours:.1f}, everything else {busy - ours:.1f}), idle {idle:.1f} s",
         ]
     if args.hold:
         lines += [
@@ -445,6 +484,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the tick inserts deliveries queued and each send task claims its batch "
         "(the path before the tick handed batches out already claimed)",
+    )
+    parser.add_argument(
+        "--no-pacing",
+        action="store_true",
+        help="the tick hands out everything due at once instead of a few chunks ahead of "
+        "the workers (the path before pacing)",
     )
     parser.add_argument(
         "--rss-every",
@@ -490,10 +535,19 @@ def main(args: argparse.Namespace) -> str:
         processes = (worker_pids, children[0].pid)
         batched = run_path(
             "batched", url, settings, sink_url, args.subscribers, 1000, memory, args.hold,
-            in_tick, processes,
+            in_tick, processes, args.no_pacing,
         )  # fmt: skip
         single = run_path(
-            "one per request", url, settings, sink_url, args.single, 1, None, args.hold, in_tick
+            "one per request",
+            url,
+            settings,
+            sink_url,
+            args.single,
+            1,
+            None,
+            args.hold,
+            in_tick,
+            no_pacing=args.no_pacing,
         )
         return report([batched, single], args, args.workers, memory)
     finally:

@@ -71,7 +71,7 @@ class HandOut:
 def seed(url: str, total: int, due: int, rounds: int, start: datetime) -> None:
     """`total` active enrollments: round r's `due` due at start + r minutes, the rest tomorrow."""
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("TRUNCATE subscribers RESTART IDENTITY CASCADE")
+        db.execute("TRUNCATE subscribers, enrollments, deliveries RESTART IDENTITY CASCADE")
         db.execute(
             """INSERT INTO subscribers
                    (email, first_name, timezone, status, created_at, confirmed_at)

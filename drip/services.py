@@ -7,10 +7,12 @@ the clock. Below the use cases in the layers, so any of them may take it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from flask import current_app
 from kombu.exceptions import OperationalError
 
@@ -68,6 +70,16 @@ def build_mailer(settings: Settings) -> Mailer:
         # DRIP_SEND_RATE is one budget for every worker, so it lives in the shared Redis.
         return RateLimitedMailer(mailer, SendRate.from_url(settings.broker_url, settings.send_rate))
     return mailer
+
+
+def send_queue_length(settings: Settings) -> Callable[[], int]:
+    """How many messages wait in the send queue (the broker is Redis: a list per queue).
+
+    What a tick paces its hand-outs by (drip/sending/pace.py). Tasks go without a
+    priority, so the queue is the one list named after it.
+    """
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
+    return lambda: int(client.llen(settings.task_queue))
 
 
 def current_services() -> Services:

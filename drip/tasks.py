@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from drip.integrations import webhooks
 from drip.sending import delivery, dispatch
-from drip.services import current_services, enqueue
+from drip.services import current_services, enqueue, send_queue_length
 from drip.subscribers import confirmation_nudge, confirmations, housekeeping
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ def run_tick_now(now: datetime) -> dispatch.TickReport:
         batch_size=settings.batch_size,
         enqueue=enqueue_batch,
         enqueue_claimed=enqueue_batch,
+        waiting=send_queue_length(settings),
+        # Until the next tick is due: two ticks pacing at once would hold two children.
+        pace_seconds=settings.tick_seconds,
     )
     if report.materialized or report.dispatched:
         log.info(

@@ -4,6 +4,7 @@ going out in a few requests through the tick and the real worker."""
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import threading
@@ -140,6 +141,19 @@ def test_a_batch_is_one_request_with_a_personalization_per_recipient(fresh_sink:
         assert record["categories"] == ["lesson-01"]
         assert record["reply_to"] == {"email": "reply@example.com"}
         assert record["from"] == {"email": "course@example.com", "name": "The Course"}
+
+
+def test_the_body_goes_as_json_and_the_clients_debug_log_gets_its_size_not_its_text(
+    fresh_sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = lesson_batch(200, subject="Día 1: ¡hola!")
+    with caplog.at_level(logging.DEBUG, logger="python_http_client"):
+        mailer_for(fresh_sink).send(batch)
+    records = fresh_sink.messages
+    assert len(records) == 200 and records[0]["subject"] == "Día 1: ¡hola!"
+    payload = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PAYLOAD")]
+    assert len(payload) == 1 and len(payload[0]) < 100, payload
+    assert "bytes of JSON" in payload[0]
 
 
 def test_the_request_turns_off_sendgrids_own_unsubscribe_and_click_tracking() -> None:

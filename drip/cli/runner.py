@@ -40,13 +40,19 @@ class Child:
     restarts: list[float] = field(default_factory=list)  # monotonic times of restarts
 
 
+# Worker children: one per core sends, and one more for the tick, which spends a
+# morning's send mostly waiting for the send queue to go down (drip/sending/pace.py)
+# rather than computing; without it the tick would hold one of the two senders.
+WORKER_CHILDREN = 3
+
+
 def child_commands(settings: Settings, host: str, port: int) -> dict[str, list[str]]:
     python = sys.executable
     return {
         "web": [python, "-m", "gunicorn", "--workers", "2", "--threads", "4",
                 "--bind", f"{host}:{port}", "--access-logfile", "-", "drip.wsgi:app"],
         "worker": [python, "-m", "celery", "-A", "drip.worker:celery", "worker",
-                   "--loglevel", "INFO", "--concurrency", "2", "--without-gossip",
+                   "--loglevel", "INFO", "--concurrency", str(WORKER_CHILDREN), "--without-gossip",
                    "--without-mingle"],
         "scheduler": [python, "-m", "celery", "-A", "drip.worker:celery", "beat",
                       "--loglevel", "INFO",

@@ -203,6 +203,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Goes with its enrollment. On PostgreSQL a trigger on enrollments deletes it, not
+    # this key, which the server checked for every delivery the tick inserted from an
+    # enrollment it holds locked anyway (migration 0008_send_key).
     enrollment_id: Mapped[int] = mapped_column(
         ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False
     )

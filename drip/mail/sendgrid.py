@@ -14,6 +14,7 @@ import json
 import urllib.error
 from typing import Any
 
+import orjson
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import ApiKeyIncludedException
@@ -36,6 +37,32 @@ from drip.mail.base import (
 CUSTOM_ARG_KEY = "drip_key"
 # SendGrid v3 mail send: a message must stay under 30 MB.
 MAX_MESSAGE_BYTES = 30 * 1024 * 1024
+# The body goes to the client already serialized. Given a dict, python_http_client
+# runs json.dumps on it and then formats the whole encoded body into a debug message
+# on every request, whether anything logs it or not (``http_request``): 5.3 ms and
+# 2.4 ms of a worker's CPU for a 1,000-recipient batch, where orjson takes 0.2 ms.
+# It takes a str body as it is when the Content-Type is not exactly
+# "application/json"; JSON with its charset named is what SendGrid's own C# client
+# sends.
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+class _Payload(bytes):
+    """The encoded body: formats as its size, so the client's debug message stays short."""
+
+    def __format__(self, spec: str) -> str:
+        return f"<{len(self)} bytes of JSON>"
+
+
+class _Serialized(str):
+    """A body serialized here, which the client only encodes before posting it."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return _Payload(super().encode(encoding, errors))
+
+
+def serialized(body: dict[str, Any]) -> str:
+    return _Serialized(orjson.dumps(body).decode())
 
 
 class MessageRefused(PermanentBatchError):
@@ -77,7 +104,11 @@ class SendGridMailer:
 
     def _post(self, body: dict[str, Any]) -> Any:
         try:
-            return self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+            return self.client.client.mail.send.post(
+                request_body=serialized(body),
+                request_headers={"Content-Type": JSON_CONTENT_TYPE},
+                timeout=self.timeout,
+            )
         except http_errors.HTTPError as exc:
             raise error_for_status(exc, body) from None
         except urllib.error.URLError as exc:

@@ -47,6 +47,7 @@ from drip.data.models import (
     UTCDateTime,
 )
 from drip.sending import circuit
+from drip.sending.pace import AHEAD, Pace
 from drip.sending.schedule import following_due_at
 
 CHUNK = 1000  # rows per claiming transaction: short transactions, bounded IN lists
@@ -101,6 +102,7 @@ def materialize_due(
     on_chunk: Callable[[ByLesson], None] | None = None,
     sessions: int = 1,
     claim_for: timedelta | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> Materialized:
     """Create a queued delivery for every enrollment whose next lesson is due.
 
@@ -123,6 +125,9 @@ def materialize_due(
     task is given) and a lease of ``claim_for`` from the moment their chunk is
     committed, so the send task that takes them needs no claiming UPDATE
     (drip/sending/delivery.py, ``deliver_batch``).
+
+    ``pace`` is called before each chunk and returns when it may be made
+    (drip/sending/pace.py): its lease starts after that wait, not before.
     """
     result = Materialized()
     started = time.monotonic()
@@ -138,6 +143,8 @@ def materialize_due(
             result.handed_out.setdefault(lesson, []).extend(ids)
 
     def chunk() -> tuple[int, ByLesson]:
+        if pace is not None and hand_out:
+            pace()
         claim = None
         if hand_out and claim_for is not None:
             # The lease runs from the hand-out, not from the tick's start: a tick that
@@ -544,6 +551,9 @@ def run_tick(
     enqueue: Callable[[list[int]], None],
     enqueue_claimed: Callable[[list[int], datetime], None] | None = None,
     probe_seconds: float = circuit.PROBE_SECONDS,
+    waiting: Callable[[], int] | None = None,
+    ahead: int = AHEAD,
+    pace_seconds: float | None = None,
 ) -> TickReport:
     """One scheduler tick: materialize what is due, then hand it to send tasks.
 
@@ -552,6 +562,11 @@ def run_tick(
     the send task takes them by (``delivery.deliver_batch``'s ``claimed_at``);
     what is handed out again (lost hand-outs, dead workers' batches, retries) goes
     through ``enqueue`` and the send task's claim, as fresh ones do without it.
+
+    With ``waiting`` (how many hand-outs wait in the send queue) fresh deliveries
+    are made only ``ahead`` deliveries ahead of the send tasks (drip/sending/pace.py),
+    so that each pre-claimed batch is taken while its window lasts, for at most
+    ``pace_seconds`` (then the rest goes at once).
 
     While the sending circuit is open (the provider refused our credentials)
     nothing is handed out, so the backlog grows in plain sight, except a probe
@@ -582,6 +597,15 @@ def run_tick(
         claim_for=None
         if enqueue_claimed is None
         else timedelta(seconds=HAND_OUT_LEASES * lease_seconds),
+        pace=None
+        if waiting is None
+        else Pace(
+            waiting,
+            batch_size=batch_size,
+            patience=lease_seconds,
+            ahead=ahead,
+            budget=pace_seconds,
+        ).wait,
     )
     report.materialized = fresh.count
     # A send task may have opened the circuit while this tick handed out fresh work;
