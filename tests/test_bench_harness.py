@@ -49,3 +49,16 @@ def test_the_send_part_delivers_everything_both_ways_and_samples_memory() -> Non
     assert "| one per request | 20 | 1 | 20 |" in out
     assert "Batched / one-per-request:" in out
     assert "| end | 2,000 |" in out
+
+
+def test_flags_without_a_part_run_every_part_with_them() -> None:
+    from bench.__main__ import parser, with_part
+
+    args = parser().parse_args(with_part(["--subscribers", "1000000", "--single", "2000"]))
+    assert (args.part, args.subscribers, args.single) == ("all", 1000000, 2000)
+    args = parser().parse_args(with_part(["--redis", "redis://127.0.0.1:6379/3", "all"]))
+    assert (args.part, args.redis) == ("all", "redis://127.0.0.1:6379/3")
+    args = parser().parse_args(with_part(["--redis", "redis://127.0.0.1:6379/4"]))
+    assert (args.part, args.redis) == ("all", "redis://127.0.0.1:6379/4")
+    args = parser().parse_args(with_part(["send", "--subscribers", "7"]))
+    assert (args.part, args.subscribers) == ("send", 7)
