@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from drip.data.models import Delivery
-from drip.sending import dispatch
+from drip.sending import delivery, dispatch
 from drip.sending.delivery import BatchReport, deliver_batch
 from tests.conftest import Stack, wait_until
 from tests.mailbox import messages
@@ -154,11 +154,26 @@ def test_a_hand_out_that_never_arrives_is_sent_once_after_its_lease(stack: Stack
     assert len(recipients) == len(set(recipients)) == 3
 
 
-def test_a_batch_taken_with_less_than_a_lease_left_is_claimed_first(stack: Stack) -> None:
+def test_a_batch_taken_while_two_thirds_of_its_lease_are_left_goes_without_a_claim(
+    stack: Stack,
+) -> None:
+    confirmed_subscribers(stack, 3)
+    [hand_out] = tick_holding(stack)
+    at = hand_out[1]
+    lease = stack.services.settings.lease_seconds
+    assert hand_out_lease(stack) == lease, "one lease from the hand-out, as a claim gives"
+    stack.clock.advance(seconds=lease * (1 - delivery.TAKE_LEFT) - 1)
+    assert send(stack, hand_out, name="soon").sent == 3
+    assert rows(stack) == [("sent", 1, at, False)] * 3, "the tick's mark: taken without a write"
+
+
+def test_a_batch_taken_with_less_than_two_thirds_of_a_lease_left_is_claimed_first(
+    stack: Stack,
+) -> None:
     confirmed_subscribers(stack, 3)
     [hand_out] = tick_holding(stack)
     lease = stack.services.settings.lease_seconds
-    stack.clock.advance(seconds=hand_out_lease(stack) - lease + 1)
+    stack.clock.advance(seconds=hand_out_lease(stack) - lease * delivery.TAKE_LEFT + 1)
     report = send(stack, hand_out, name="late")
     assert report.sent == 3
     # Claimed with its first attempt, the mark dropped: no other run can take it.

@@ -136,6 +136,11 @@ def rendered_lesson(
     return render.render_lesson(course, course.lesson(number), base_url, buyer=buyer)
 
 
+# A send task takes a batch the tick handed out already claimed without writing it
+# while this share of a lease is left on it: its first renewal (lease.py, a third of
+# a lease after the take) then lands with a third of a lease to spare.
+TAKE_LEFT = 2 / 3
+
 # What sending a delivery needs to know, read as it is claimed.
 _LOADED = (
     Delivery.id,
@@ -345,9 +350,9 @@ def _take_handed_out(
     The broker may deliver one hand-out to more than one task run (a worker killed
     mid-batch gets its message redelivered; a task retried after an outage runs
     again), so the first run marks it taken in the journal, atomically. That run
-    reads the rows still as the tick made them without writing a thing, if their
-    lease has a whole lease left (what a claim would give it; a reclaim needs the
-    lease run out, and this worker renews it every third of a lease from now on);
+    reads the rows still as the tick made them without writing a thing, if
+    TAKE_LEFT of a lease is left (a reclaim needs the lease run out, and this
+    worker renews it a third of a lease from now, and every third after);
     the rest it claims, the mark moved on so that no later run can match them.
     A later run claims only what went back to the queue meanwhile: rows the first
     run may have sent are left to the reclaim once their lease runs out, which
@@ -374,7 +379,7 @@ def _take_handed_out(
             Delivery.status == DeliveryStatus.SENDING.value,
             Delivery.attempts == 1,
             Delivery.enqueued_at == handed_out_at,
-            Delivery.lease_until >= now + timedelta(seconds=lease),
+            Delivery.lease_until >= now + timedelta(seconds=lease * TAKE_LEFT),
         ).label("free")
         rows, bought = _read(session, ids, lock=False, state=(free,))
         taken = [row for row in rows if row.free]

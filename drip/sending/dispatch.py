@@ -58,15 +58,15 @@ MATERIALIZE_CHUNK = 5000
 # server, so a second session uses a second core while this process hands out.
 MATERIALIZE_SESSIONS = 2
 MAX_ATTEMPTS = 8
-# A batch the tick hands out already claimed holds this many leases from its hand-out,
-# to wait in the broker's queue behind a morning's other batches: a send task that
-# takes it with at least a lease left needs no write to hold it. The price: a worker
-# killed before its first renewal (a third of a lease into the batch) leaves the
-# batch until this runs out, at most two leases after its hand-out instead of one
-# lease after the kill; so does a hand-out lost on its way. Three leases kept more
-# of a morning's queue write-free but took a killed worker's batch past the 30 s
-# recovery the fault suite asks for (leases of 10 s there).
-HAND_OUT_LEASES = 2
+# A batch the tick hands out already claimed holds this many leases from its hand-out:
+# one, as a claim would give it, so that a worker killed right after taking it, or a
+# hand-out lost on its way, leaves the batch to the next tick one lease after the
+# hand-out, within the fault suite's 30 s recovery. Two leases kept batches that waited
+# longer in the queue write-free, but took a killed worker's batch to 40 s with the
+# default 20 s lease. The tick paces its hand-outs (drip/sending/pace.py), so a batch
+# waits in the queue for seconds, and a send task takes it without a write while
+# `delivery.TAKE_LEFT` of this is left.
+HAND_OUT_LEASES = 1
 
 
 @dataclass
