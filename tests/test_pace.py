@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -25,9 +26,9 @@ NOW = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)
 DUE = 3 * dispatch.MATERIALIZE_CHUNK + 1234
 
 
-@pytest.fixture()
-def due_database() -> Iterator[Database]:
-    """More lessons due than three chunks, in three lessons."""
+@contextmanager
+def database_due(count: int) -> Iterator[Database]:
+    """`count` lessons due, in three lessons."""
     with scratch_postgres_database("drip_test_pace") as url:
         database = Database(url)
         upgrade(database)
@@ -36,7 +37,7 @@ def due_database() -> Iterator[Database]:
                 """INSERT INTO subscribers (email, first_name, timezone, status, created_at)
                    SELECT 'reader' || n || '@example.com', 'R', 'UTC', 'active', %s
                    FROM generate_series(1, %s) AS n""",
-                (NOW, DUE),
+                (NOW, count),
             )
             db.execute(
                 """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
@@ -46,6 +47,13 @@ def due_database() -> Iterator[Database]:
             )
         yield database
         database.dispose()
+
+
+@pytest.fixture()
+def due_database() -> Iterator[Database]:
+    """More lessons due than three chunks."""
+    with database_due(DUE) as database:
+        yield database
 
 
 def tick(
@@ -111,6 +119,26 @@ def test_a_tick_whose_hand_outs_nobody_takes_hands_out_the_rest_after_a_lease(
     assert time.monotonic() - started < 10
     assert report.materialized == DUE
     assert sum(len(batch) for batch in queue) == DUE
+
+
+def test_a_tick_with_less_than_a_chunk_due_never_waits_for_a_full_queue() -> None:
+    """The tick a confirmation kicks: other tasks may fill the queue, its lessons go at once."""
+    asked = 0
+
+    def full() -> int:
+        nonlocal asked
+        asked += 1
+        return 10**6
+
+    queue: deque[list[int]] = deque()
+    with database_due(50) as database:
+        started = time.monotonic()
+        report = tick(database, queue, lease_seconds=20, waiting=full)
+        elapsed = time.monotonic() - started
+    assert report.materialized == 50
+    assert sum(len(batch) for batch in queue) == 50
+    assert asked == 0, "the first chunk is not paced"
+    assert elapsed < 10, f"waited {elapsed:.1f} s (a lease is 20 s)"
 
 
 def test_pacing_stops_when_the_queue_cannot_be_read() -> None:

@@ -126,11 +126,15 @@ def materialize_due(
     committed, so the send task that takes them needs no claiming UPDATE
     (drip/sending/delivery.py, ``deliver_batch``).
 
-    ``pace`` is called before each chunk and returns when it may be made
-    (drip/sending/pace.py): its lease starts after that wait, not before.
+    ``pace`` is called before each chunk but the first and returns when it may be
+    made (drip/sending/pace.py): its lease starts after that wait, not before.
     """
     result = Materialized()
     started = time.monotonic()
+    # The first chunk goes at once: pacing keeps a long tick's later chunks behind the
+    # send tasks, and a tick with less than a chunk due (the one a confirmation kicks)
+    # has nothing to wait for, whatever else fills the task queue.
+    paced = False
 
     def take(locked: int, created: ByLesson) -> None:
         result.count += locked
@@ -143,8 +147,10 @@ def materialize_due(
             result.handed_out.setdefault(lesson, []).extend(ids)
 
     def chunk() -> tuple[int, ByLesson]:
-        if pace is not None and hand_out:
+        nonlocal paced
+        if pace is not None and hand_out and paced:
             pace()
+        paced = True
         claim = None
         if hand_out and claim_for is not None:
             # The lease runs from the hand-out, not from the tick's start: a tick that
