@@ -267,8 +267,12 @@ def deploy_restart(stack: Stack, config: Config, recoveries: Recoveries) -> int:
     """SIGTERM workers and beat mid-send (docker stop: SIGKILL after 10 s), start again."""
     if not wait_mid_send(stack, config):
         return 0
+    # docker stop signals the container's main process, not its children: Celery's
+    # warm shutdown then lets each pool child finish the batch it holds. (A SIGTERM to
+    # the whole group kills the children mid-batch, which is the SIGKILL experiment:
+    # those batches wait for their lease.)
     for name in ("worker1", "worker2", "beat"):
-        stack.stop(name, signal.SIGTERM, grace=10)
+        stack.stop(name, signal.SIGTERM, grace=10, group=False)
     for name in ("worker1", "worker2"):
         stack.start_worker(name)
     stack.start_beat("beat")

@@ -135,11 +135,17 @@ class Stack:
                 start_new_session=True, cwd=self.work_dir,
             )  # fmt: skip
 
-    def stop(self, name: str, signum: int = signal.SIGTERM, grace: float = 20.0) -> None:
-        """Signal the process group; SIGKILL the group if it is not gone within ``grace``."""
+    def stop(
+        self, name: str, signum: int = signal.SIGTERM, grace: float = 20.0, *, group: bool = True
+    ) -> None:
+        """Signal the process group (or, with ``group=False``, its leader alone); SIGKILL
+        the group if it is not gone within ``grace``."""
         process = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signum)
+            if group:
+                os.killpg(process.pid, signum)
+            else:
+                os.kill(process.pid, signum)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace)
         with contextlib.suppress(ProcessLookupError):
