@@ -142,14 +142,25 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
+# Children stopped by a SIGTERM to their main process only, as `docker stop` does:
+# Celery's warm shutdown lets each pool child finish the batch it holds, where a
+# SIGTERM to the group kills them mid-batch, and those batches wait for their lease.
+WARM_SHUTDOWN = frozenset({"worker"})
+
+
 def _stop_all(children: list[Child], grace: float = 10.0) -> None:
-    """SIGTERM each child's group once; SIGKILL the whole group of any straggler.
+    """SIGTERM each child's group once (a Celery worker's main process: WARM_SHUTDOWN);
+    SIGKILL the whole group of any straggler.
 
     The group, not only the child: gunicorn's workers and celery's pool
     children must not outlive a master that died first.
     """
     for child in children:
-        _signal_group(child.process.pid, signal.SIGTERM)
+        if child.name in WARM_SHUTDOWN:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, signal.SIGTERM)
+        else:
+            _signal_group(child.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for child in children:
         remaining = max(0.1, deadline - time.monotonic())
