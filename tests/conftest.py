@@ -106,6 +106,26 @@ def postgres_database_url() -> Iterator[str]:
         yield url
 
 
+def seed_due_readers(
+    url: str, count: int, *, course_slug: str, now: datetime, timezone: str = "UTC"
+) -> None:
+    """PostgreSQL: `count` active subscribers, each enrolled with lesson 1, 2 or 3 due a
+    minute before `now`."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            """INSERT INTO subscribers (email, first_name, timezone, status, created_at)
+               SELECT 'reader' || n || '@example.com', 'R', %s, 'active', %s
+               FROM generate_series(1, %s) AS n""",
+            (timezone, now, count),
+        )
+        db.execute(
+            """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
+                                        next_due_at, started_at)
+               SELECT id, %s, 'active', 1 + id %% 3, %s, %s FROM subscribers""",
+            (course_slug, now - timedelta(minutes=1), now),
+        )
+
+
 def database_url_for(backend: str, request: pytest.FixtureRequest, tmp_dir: Path) -> str:
     if backend == "postgresql":
         return str(request.getfixturevalue("postgres_database_url"))

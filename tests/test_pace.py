@@ -8,9 +8,8 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -20,7 +19,7 @@ from drip.data.migrate import upgrade
 from drip.data.models import Delivery
 from drip.sending import dispatch
 from drip.sending.pace import Pace
-from tests.conftest import COURSE_DIR, scratch_postgres_database
+from tests.conftest import COURSE_DIR, scratch_postgres_database, seed_due_readers
 
 NOW = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)
 DUE = 3 * dispatch.MATERIALIZE_CHUNK + 1234
@@ -32,19 +31,7 @@ def database_due(count: int) -> Iterator[Database]:
     with scratch_postgres_database("drip_test_pace") as url:
         database = Database(url)
         upgrade(database)
-        with psycopg.connect(url, autocommit=True) as db:
-            db.execute(
-                """INSERT INTO subscribers (email, first_name, timezone, status, created_at)
-                   SELECT 'reader' || n || '@example.com', 'R', 'UTC', 'active', %s
-                   FROM generate_series(1, %s) AS n""",
-                (NOW, count),
-            )
-            db.execute(
-                """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
-                                            next_due_at, started_at)
-                   SELECT id, %s, 'active', 1 + id %% 3, %s, %s FROM subscribers""",
-                (load_course(COURSE_DIR).slug, NOW - timedelta(minutes=1), NOW),
-            )
+        seed_due_readers(url, count, course_slug=load_course(COURSE_DIR).slug, now=NOW)
         yield database
         database.dispose()
 

@@ -14,7 +14,13 @@ from drip.data.db import Database
 from drip.data.migrate import upgrade
 from drip.data.models import Delivery, Enrollment, Subscriber
 from drip.sending import dispatch
-from tests.conftest import COURSE_DIR, Stack, scratch_postgres_database, wait_until
+from tests.conftest import (
+    COURSE_DIR,
+    Stack,
+    scratch_postgres_database,
+    seed_due_readers,
+    wait_until,
+)
 from tests.test_concurrency import confirmed_subscribers
 
 NOW = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)
@@ -105,19 +111,7 @@ def test_sessions_materializing_at_once_hand_out_every_due_lesson_once(
     upgrade(database)
     course = load_course(COURSE_DIR)
     due = 3 * dispatch.MATERIALIZE_CHUNK + 1234
-    with psycopg.connect(url, autocommit=True) as db:
-        db.execute(
-            """INSERT INTO subscribers (email, first_name, timezone, status, created_at)
-               SELECT 'reader' || n || '@example.com', 'R', 'America/New_York', 'active', %s
-               FROM generate_series(1, %s) AS n""",
-            (NOW, due),
-        )
-        db.execute(
-            """INSERT INTO enrollments (subscriber_id, course_slug, status, next_lesson,
-                                        next_due_at, started_at)
-               SELECT id, %s, 'active', 1 + id %% 3, %s, %s FROM subscribers""",
-            (course.slug, NOW - timedelta(minutes=1), NOW),
-        )
+    seed_due_readers(url, due, course_slug=course.slug, now=NOW, timezone="America/New_York")
     batches: list[list[int]] = []
     assert dispatch.MATERIALIZE_SESSIONS > 1
     report = dispatch.run_tick(
